@@ -3,8 +3,8 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -Iinclude -Isrc \
-           $(shell pkg-config --cflags libcjson libutf8proc openblas 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs libcjson libutf8proc openblas 2>/dev/null || echo -lcjson -lutf8proc -lopenblas) -lm -fopenmp
+           $(shell pkg-config --cflags libcjson libutf8proc libpcre2-8 openblas 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs libcjson libutf8proc libpcre2-8 openblas 2>/dev/null || echo -lcjson -lutf8proc -lpcre2-8 -lopenblas) -lm -fopenmp
 BUILD   ?= build
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/formats/*.c src/text/*.c src/kernels/*.c \

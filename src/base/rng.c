@@ -1,0 +1,168 @@
+#include "base/rng.h"
+
+#include <math.h>
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u  /* key schedule increments (golden ratio, sqrt(3)-1) */
+#define PHILOX_W1 0xBB67AE85u
+
+/* Ten Philox rounds on (c0..c3) with key (k0, k1); inlined into the bulk loops. */
+static inline void philox_block(uint32_t c[4], uint32_t k0, uint32_t k1)
+{
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)PHILOX_M0 * c[0];
+        uint64_t p1 = (uint64_t)PHILOX_M1 * c[2];
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
+        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
+        c[1] = (uint32_t)p1;
+        c[3] = (uint32_t)p0;
+        c[0] = n0;
+        c[2] = n2;
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+}
+
+void pc_philox4x32_10(uint32_t out[4], const uint32_t ctr[4], const uint32_t key[2])
+{
+    for (int i = 0; i < 4; i++) out[i] = ctr[i];
+    philox_block(out, key[0], key[1]);
+}
+
+/* The four words of draw number `pos` of stream r. */
+static inline void draw_at(uint32_t w[4], const pc_rng *r, uint64_t pos)
+{
+    w[0] = (uint32_t)pos;
+    w[1] = (uint32_t)(pos >> 32);
+    w[2] = (uint32_t)r->key[1];
+    w[3] = (uint32_t)(r->key[1] >> 32);
+    philox_block(w, (uint32_t)r->key[0], (uint32_t)(r->key[0] >> 32));
+}
+
+/* splitmix64's finaliser: a bijective 64-bit mixer. */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void pc_rng_init(pc_rng *r, uint64_t seed, const char *stream_name)
+{
+    uint64_t h = mix64(seed ^ 0x9E3779B97F4A7C15ull);
+    uint64_t len = 0;
+    for (const unsigned char *p = (const unsigned char *)stream_name; *p; p++, len++)
+        h = mix64(h ^ *p);
+    h = mix64(h ^ len);
+    r->key[0] = mix64(h ^ 0x243F6A8885A308D3ull);
+    r->key[1] = mix64(h ^ 0x13198A2E03707344ull);
+    r->counter = 0;
+}
+
+/* 24 high bits of a word as a float in [0, 1). */
+static inline float word_to_unit(uint32_t w)
+{
+    return (float)(w >> 8) * 0x1.0p-24f;
+}
+
+/* Box-Muller, cosine branch, in double: u1 in (0, 1) from w0, angle from w1. */
+static inline float words_to_normal(uint32_t w0, uint32_t w1)
+{
+    double u1 = ((double)w0 + 0.5) * 0x1.0p-32;
+    double angle = (double)w1 * 0x1.0p-32 * 6.283185307179586476925;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(angle));
+}
+
+uint32_t pc_rng_u32(pc_rng *r)
+{
+    uint32_t w[4];
+    draw_at(w, r, r->counter++);
+    return w[0];
+}
+
+float pc_rng_uniform(pc_rng *r)
+{
+    return word_to_unit(pc_rng_u32(r));
+}
+
+float pc_rng_normal(pc_rng *r)
+{
+    uint32_t w[4];
+    draw_at(w, r, r->counter++);
+    return words_to_normal(w[0], w[1]);
+}
+
+/* Bulk draws go LANES counters at a time through a lane-wise Philox the compiler vectorises. */
+#define LANES 16
+
+/* Words 0 and 1 of draws pos .. pos+LANES-1 of stream r. */
+static inline void draw_lanes(uint32_t w0[LANES], uint32_t w1[LANES], const pc_rng *r, uint64_t pos)
+{
+    uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
+    for (int l = 0; l < LANES; l++) {
+        c0[l] = (uint32_t)(pos + (uint64_t)l);
+        c1[l] = (uint32_t)((pos + (uint64_t)l) >> 32);
+        c2[l] = (uint32_t)r->key[1];
+        c3[l] = (uint32_t)(r->key[1] >> 32);
+    }
+    uint32_t k0 = (uint32_t)r->key[0], k1 = (uint32_t)(r->key[0] >> 32);
+    for (int round = 0; round < 10; round++) {
+        #pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            uint64_t p0 = (uint64_t)PHILOX_M0 * c0[l];
+            uint64_t p1 = (uint64_t)PHILOX_M1 * c2[l];
+            c0[l] = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
+            c2[l] = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
+            c1[l] = (uint32_t)p1;
+            c3[l] = (uint32_t)p0;
+        }
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    for (int l = 0; l < LANES; l++) {
+        w0[l] = c0[l];
+        w1[l] = c1[l];
+    }
+}
+
+void pc_rng_fill_uniform(pc_rng *r, float *dst, long n, float lo, float hi)
+{
+    const pc_rng s = *r;
+    const float width = hi - lo;
+    const long blocks = (n + LANES - 1) / LANES;
+    #pragma omp parallel for schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        uint32_t w0[LANES], w1[LANES];
+        draw_lanes(w0, w1, &s, s.counter + (uint64_t)(b * LANES));
+        long len = n - b * LANES < LANES ? n - b * LANES : LANES;
+        for (long l = 0; l < len; l++) dst[b * LANES + l] = lo + width * word_to_unit(w0[l]);
+    }
+    r->counter += (uint64_t)n;
+}
+
+void pc_rng_fill_normal(pc_rng *r, float *dst, long n, float mean, float std)
+{
+    const pc_rng s = *r;
+    const long blocks = (n + LANES - 1) / LANES;
+    #pragma omp parallel for schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        uint32_t w0[LANES], w1[LANES];
+        draw_lanes(w0, w1, &s, s.counter + (uint64_t)(b * LANES));
+        long len = n - b * LANES < LANES ? n - b * LANES : LANES;
+        for (long l = 0; l < len; l++) dst[b * LANES + l] = mean + std * words_to_normal(w0[l], w1[l]);
+    }
+    r->counter += (uint64_t)n;
+}
+
+/* Rejection sampling: accept x only from [2^64 mod n, 2^64), a whole number of n-sized bins. */
+uint64_t pc_rng_below(pc_rng *r, uint64_t n)
+{
+    uint64_t threshold = (0 - n) % n;
+    for (;;) {
+        uint32_t w[4];
+        draw_at(w, r, r->counter++);
+        uint64_t x = (uint64_t)w[0] | (uint64_t)w[1] << 32;
+        if (x >= threshold) return x % n;
+    }
+}

@@ -1,0 +1,664 @@
+/* DistilBertForSequenceClassification (Sanh et al. 2019), forward and backward,
+ * as transformers' modeling_distilbert.py (eager attention):
+ *   embeddings: LN(word[ids] + pos[t]) -> dropout
+ *   block (post-LN): sa = LN_sa(out_lin(attn(x)) + x);  out = LN_out(dropout(lin2(gelu(lin1(sa)))) + sa)
+ *   head: hidden[:, 0] -> pre_classifier -> ReLU -> dropout(seq_classif_dropout) -> classifier
+ * All LayerNorm eps are 1e-12. Loss: cross-entropy, mean over the batch. */
+#include "models/distilbert.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/json.h"
+#include "formats/safetensors.h"
+#include "kernels/gemm.h"
+#include "models/model_util.h"
+#include "nn/activation.h"
+#include "nn/attention.h"
+#include "nn/dropout.h"
+#include "nn/embedding.h"
+#include "nn/layernorm.h"
+#include "nn/loss.h"
+
+#define LN_EPS 1e-12f
+
+typedef struct layer_acts {
+    float *q, *k, *v, *ctx;          /* [N, D] */
+    float *probs, *attn_drop;        /* [B, H, T, T] */
+    float *s1, *sa, *sa_mean, *sa_rstd;
+    float *f1, *g;                   /* [N, F] lin1 output, activation output */
+    float *ffn_drop;                 /* [N, D] dropout mask after lin2 */
+    float *s2, *out, *out_mean, *out_rstd;
+} layer_acts;
+
+typedef struct dbert_layer {
+    pc_linear q, k, v, o, ff1, ff2;
+    pc_norm ln_sa, ln_out;
+    layer_acts a;
+} dbert_layer;
+
+typedef struct dbert {
+    pc_distilbert_config cfg;
+    pc_safetensors *st;
+    pc_owned owned;                  /* every buffer this model allocated */
+    float *word_emb, *pos_emb;
+    pc_norm emb_ln;
+    dbert_layer *layers;
+    pc_linear pre_classifier, classifier;
+    /* activations, sized by reserve() */
+    int cap_B, cap_T;
+    bool training;                   /* mode of the last forward */
+    uint8_t *key_mask;
+    float *x0, *emb_mean, *emb_rstd, *emb_ln_out, *emb_drop, *emb_out;
+    float *cls, *p1, *p1_relu, *head_drop, *h2, *probs;
+    float *d_cur, *d_tmp, *d_q, *d_k, *d_v, *d_ff, *d_cls, *d_h2, *d_logits, *attn_scratch;
+    pc_linear *linear_list[6 * 64 + 2];
+    pc_norm *norm_list[2 * 64 + 1];
+} dbert;
+
+/* ---------- config.json ---------- */
+
+pc_status pc_distilbert_config_load(const char *path, pc_distilbert_config *c, pc_error *err)
+{
+    cJSON *j = NULL;
+    PC_TRY(pc_json_parse_file(path, &j, err));
+    memset(c, 0, sizeof *c);
+    long long dim, n_layers, n_heads, hidden, vocab, max_pos, pad;
+    double dropout, attn_dropout, cls_dropout;
+    bool sinusoidal;
+    const char *act = NULL;
+    pc_status s = PEFTC_OK;
+    if (!s) s = pc_json_get_int(j, "dim", 768, &dim, path, err);
+    if (!s) s = pc_json_get_int(j, "n_layers", 6, &n_layers, path, err);
+    if (!s) s = pc_json_get_int(j, "n_heads", 12, &n_heads, path, err);
+    if (!s) s = pc_json_get_int(j, "hidden_dim", 3072, &hidden, path, err);
+    if (!s) s = pc_json_get_int(j, "vocab_size", 30522, &vocab, path, err);
+    if (!s) s = pc_json_get_int(j, "max_position_embeddings", 512, &max_pos, path, err);
+    if (!s) s = pc_json_get_int(j, "pad_token_id", 0, &pad, path, err);
+    if (!s) s = pc_json_get_double(j, "dropout", 0.1, &dropout, path, err);
+    if (!s) s = pc_json_get_double(j, "attention_dropout", 0.1, &attn_dropout, path, err);
+    if (!s) s = pc_json_get_double(j, "seq_classif_dropout", 0.2, &cls_dropout, path, err);
+    if (!s) s = pc_json_get_bool(j, "sinusoidal_pos_embds", false, &sinusoidal, path, err);
+    if (!s) s = pc_json_get_string(j, "activation", "gelu", &act, path, err);
+    if (!s) s = pc_model_config_labels(j, path, &c->num_labels, &c->id2label, err);
+    if (!s && strcmp(act, "gelu") != 0 && strcmp(act, "relu") != 0)
+        s = pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: activation '%s' is not supported (gelu, relu)", path, act);
+    if (!s) {
+        c->dim = (int)dim; c->n_layers = (int)n_layers; c->n_heads = (int)n_heads;
+        c->hidden_dim = (int)hidden; c->vocab_size = (int)vocab; c->max_position_embeddings = (int)max_pos;
+        c->pad_token_id = (int)pad; c->dropout = (float)dropout; c->attention_dropout = (float)attn_dropout;
+        c->seq_classif_dropout = (float)cls_dropout; c->sinusoidal_pos_embds = sinusoidal;
+        c->relu = strcmp(act, "relu") == 0;
+    }
+    cJSON_Delete(j);
+    if (s) return s;
+    if (c->dim < 1 || c->n_layers < 1 || c->n_layers > 64 || c->n_heads < 1 || c->dim % c->n_heads != 0 ||
+        c->hidden_dim < 1 || c->vocab_size < 1 || c->max_position_embeddings < 1 ||
+        c->dim > 65536 || c->hidden_dim > 262144 || c->vocab_size > 10000000 || c->max_position_embeddings > 1 << 20)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: inconsistent sizes (dim %d, n_layers %d, n_heads %d, hidden_dim %d, "
+                       "vocab_size %d, max_position_embeddings %d)", path, c->dim, c->n_layers, c->n_heads,
+                       c->hidden_dim, c->vocab_size, c->max_position_embeddings);
+    if (c->dropout < 0 || c->dropout >= 1 || c->attention_dropout < 0 || c->attention_dropout >= 1 ||
+        c->seq_classif_dropout < 0 || c->seq_classif_dropout >= 1)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: dropout probabilities must be in [0, 1)", path);
+    return PEFTC_OK;
+}
+
+/* ---------- weights ---------- */
+
+static pc_status load_linear(dbert *d, pc_linear *lin, const char *prefix, const char *module,
+                             int in, int out, pc_error *err)
+{
+    snprintf(lin->name, sizeof lin->name, "%s%s", prefix, module);
+    lin->in = in;
+    lin->out = out;
+    char key[200];
+    snprintf(key, sizeof key, "%s.weight", lin->name);
+    int64_t wshape[2] = {out, in}, bshape[1] = {out};
+    PC_TRY(pc_model_tensor(d->st, &d->owned, key, 2, wshape, &lin->W, err));
+    snprintf(key, sizeof key, "%s.bias", lin->name);
+    return pc_model_tensor(d->st, &d->owned, key, 1, bshape, &lin->b, err);
+}
+
+static pc_status load_norm(dbert *d, pc_norm *n, const char *prefix, const char *module, int dim, pc_error *err)
+{
+    snprintf(n->name, sizeof n->name, "%s%s", prefix, module);
+    n->dim = dim;
+    char key[200];
+    int64_t shape[1] = {dim};
+    snprintf(key, sizeof key, "%s.weight", n->name);
+    PC_TRY(pc_model_tensor(d->st, &d->owned, key, 1, shape, &n->w, err));
+    snprintf(key, sizeof key, "%s.bias", n->name);
+    return pc_model_tensor(d->st, &d->owned, key, 1, shape, &n->b, err);
+}
+
+/* A classification-head Linear: from the checkpoint when present, else freshly
+ * initialised as transformers' _init_weights does (weight N(0, 0.02), bias 0). */
+static pc_status load_or_init_head(dbert *d, pc_linear *lin, const char *name, int in, int out,
+                                   pc_rng *rng, pc_error *err)
+{
+    char key[200];
+    snprintf(key, sizeof key, "%s.weight", name);
+    if (pc_st_find(d->st, key)) return load_linear(d, lin, "", name, in, out, err);
+    snprintf(lin->name, sizeof lin->name, "%s", name);
+    lin->in = in;
+    lin->out = out;
+    lin->W = pc_owned_alloc(&d->owned, (long)in * out);
+    lin->b = pc_owned_alloc(&d->owned, out);
+    if (!lin->W || !lin->b) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for %s", name);
+    pc_rng_fill_normal(rng, lin->W, (long)in * out, 0.0f, 0.02f);
+    return PEFTC_OK;
+}
+
+/* Checkpoints of DistilBertForMaskedLM / ...ForSequenceClassification prefix
+ * the encoder with "distilbert."; a bare DistilBertModel does not. */
+static const char *encoder_prefix(const pc_safetensors *st)
+{
+    return pc_st_find(st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
+}
+
+static pc_status load_embeddings(dbert *d, const char *prefix, pc_error *err)
+{
+    const pc_distilbert_config *c = &d->cfg;
+    char key[200];
+    int64_t wshape[2] = {c->vocab_size, c->dim}, pshape[2] = {c->max_position_embeddings, c->dim};
+    snprintf(key, sizeof key, "%sembeddings.word_embeddings.weight", prefix);
+    PC_TRY(pc_model_tensor(d->st, &d->owned, key, 2, wshape, &d->word_emb, err));
+    snprintf(key, sizeof key, "%sembeddings.position_embeddings.weight", prefix);
+    if (c->sinusoidal_pos_embds && !pc_st_find(d->st, key)) {
+        d->pos_emb = pc_owned_alloc(&d->owned, (long)pshape[0] * c->dim);
+        if (!d->pos_emb) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for position embeddings");
+        pc_sinusoidal_positions(d->pos_emb, c->max_position_embeddings, c->dim);
+    } else {
+        PC_TRY(pc_model_tensor(d->st, &d->owned, key, 2, pshape, &d->pos_emb, err));
+    }
+    char module[100];
+    snprintf(module, sizeof module, "%sembeddings.LayerNorm", prefix);
+    return load_norm(d, &d->emb_ln, "", module, c->dim, err);
+}
+
+static pc_status load_layer(dbert *d, int i, const char *prefix, pc_error *err)
+{
+    const pc_distilbert_config *c = &d->cfg;
+    dbert_layer *L = &d->layers[i];
+    char p[100];
+    snprintf(p, sizeof p, "%stransformer.layer.%d.", prefix, i);
+    PC_TRY(load_linear(d, &L->q, p, "attention.q_lin", c->dim, c->dim, err));
+    PC_TRY(load_linear(d, &L->k, p, "attention.k_lin", c->dim, c->dim, err));
+    PC_TRY(load_linear(d, &L->v, p, "attention.v_lin", c->dim, c->dim, err));
+    PC_TRY(load_linear(d, &L->o, p, "attention.out_lin", c->dim, c->dim, err));
+    PC_TRY(load_norm(d, &L->ln_sa, p, "sa_layer_norm", c->dim, err));
+    PC_TRY(load_linear(d, &L->ff1, p, "ffn.lin1", c->dim, c->hidden_dim, err));
+    PC_TRY(load_linear(d, &L->ff2, p, "ffn.lin2", c->hidden_dim, c->dim, err));
+    return load_norm(d, &L->ln_out, p, "output_layer_norm", c->dim, err);
+}
+
+/* ---------- activations ---------- */
+
+static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
+{
+    dbert *d = m->impl;
+    if (B <= d->cap_B && T <= d->cap_T) return PEFTC_OK;
+    B = B > d->cap_B ? B : d->cap_B;
+    T = T > d->cap_T ? T : d->cap_T;
+    const pc_distilbert_config *c = &d->cfg;
+    long N = (long)B * T, D = c->dim, F = c->hidden_dim, H = c->n_heads, C = m->num_labels;
+    long att = (long)B * H * T * T;
+    pc_owned *o = &d->owned;
+    pc_owned_free_group(o, 1);  /* drop smaller activation buffers */
+    o->group = 1;
+    bool ok = (d->key_mask = pc_owned_alloc_bytes(o, (size_t)N)) &&
+        (d->x0 = pc_owned_alloc(o, N * D)) && (d->emb_mean = pc_owned_alloc(o, N)) &&
+        (d->emb_rstd = pc_owned_alloc(o, N)) && (d->emb_ln_out = pc_owned_alloc(o, N * D)) &&
+        (d->emb_drop = pc_owned_alloc(o, N * D)) && (d->emb_out = pc_owned_alloc(o, N * D)) &&
+        (d->cls = pc_owned_alloc(o, B * D)) && (d->p1 = pc_owned_alloc(o, B * D)) &&
+        (d->p1_relu = pc_owned_alloc(o, B * D)) && (d->head_drop = pc_owned_alloc(o, B * D)) &&
+        (d->h2 = pc_owned_alloc(o, B * D)) && (d->probs = pc_owned_alloc(o, B * C)) &&
+        (m->logits = pc_owned_alloc(o, B * C)) &&
+        (d->d_cur = pc_owned_alloc(o, N * D)) && (d->d_tmp = pc_owned_alloc(o, N * D)) &&
+        (d->d_q = pc_owned_alloc(o, N * D)) && (d->d_k = pc_owned_alloc(o, N * D)) &&
+        (d->d_v = pc_owned_alloc(o, N * D)) && (d->d_ff = pc_owned_alloc(o, N * F)) &&
+        (d->d_cls = pc_owned_alloc(o, B * D)) && (d->d_h2 = pc_owned_alloc(o, B * D)) &&
+        (d->d_logits = pc_owned_alloc(o, B * C)) &&
+        (d->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, (int)H, (int)(D / H))));
+    for (int i = 0; ok && i < c->n_layers; i++) {
+        layer_acts *a = &d->layers[i].a;
+        ok = (a->q = pc_owned_alloc(o, N * D)) && (a->k = pc_owned_alloc(o, N * D)) &&
+             (a->v = pc_owned_alloc(o, N * D)) && (a->ctx = pc_owned_alloc(o, N * D)) &&
+             (a->probs = pc_owned_alloc(o, att)) && (a->attn_drop = pc_owned_alloc(o, att)) &&
+             (a->s1 = pc_owned_alloc(o, N * D)) && (a->sa = pc_owned_alloc(o, N * D)) &&
+             (a->sa_mean = pc_owned_alloc(o, N)) && (a->sa_rstd = pc_owned_alloc(o, N)) &&
+             (a->f1 = pc_owned_alloc(o, N * F)) && (a->g = pc_owned_alloc(o, N * F)) &&
+             (a->ffn_drop = pc_owned_alloc(o, N * D)) && (a->s2 = pc_owned_alloc(o, N * D)) &&
+             (a->out = pc_owned_alloc(o, N * D)) && (a->out_mean = pc_owned_alloc(o, N)) &&
+             (a->out_rstd = pc_owned_alloc(o, N));
+    }
+    for (int i = 0; ok && i < m->n_linears; i++)
+        if (m->linears[i]->lora && pc_lora_reserve(m->linears[i]->lora, (int)N, err) != PEFTC_OK) ok = false;
+    o->group = 0;
+    if (!ok) {
+        d->cap_B = d->cap_T = 0;
+        return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for activations of a %d x %d batch", B, T);
+    }
+    d->cap_B = B;
+    d->cap_T = T;
+    return PEFTC_OK;
+}
+
+/* ---------- forward ---------- */
+
+static void dropout_or_copy(float *y, float *mask, const float *x, long n, float p, bool training, pc_rng *rng)
+{
+    if (training && p > 0) {
+        pc_dropout_mask(mask, n, p, rng);
+        pc_apply_mask(y, x, mask, n);
+    } else if (y != x) {
+        memcpy(y, x, sizeof(float) * (size_t)n);
+    }
+}
+
+static void add_inplace(float *y, const float *x, long n)
+{
+    for (long i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void embed(dbert *d, const pc_batch *b, bool training, pc_rng *rng)
+{
+    const pc_distilbert_config *c = &d->cfg;
+    int D = c->dim;
+    long N = (long)b->B * b->T;
+    pc_embedding_forward(d->x0, b->input_ids, d->word_emb, (int)N, D);
+    for (long r = 0; r < N; r++) add_inplace(d->x0 + r * D, d->pos_emb + (r % b->T) * D, D);
+    pc_layernorm_forward(d->emb_ln_out, d->emb_mean, d->emb_rstd, d->x0, d->emb_ln.w, d->emb_ln.b, (int)N, D, LN_EPS);
+    dropout_or_copy(d->emb_out, d->emb_drop, d->emb_ln_out, N * D, c->dropout, training, rng);
+}
+
+static void layer_forward(dbert *d, dbert_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng)
+{
+    const pc_distilbert_config *c = &d->cfg;
+    layer_acts *a = &L->a;
+    int N = b->B * b->T, D = c->dim, H = c->n_heads, hd = D / H;
+    long att = (long)b->B * H * b->T * b->T;
+    pc_linear_forward(&L->q, a->q, x, N, training, rng);
+    pc_linear_forward(&L->k, a->k, x, N, training, rng);
+    pc_linear_forward(&L->v, a->v, x, N, training, rng);
+    bool attn_dropout = training && c->attention_dropout > 0;
+    if (attn_dropout) pc_dropout_mask(a->attn_drop, att, c->attention_dropout, rng);
+    pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, d->key_mask, attn_dropout ? a->attn_drop : NULL,
+                         b->B, b->T, H, hd, 1.0f / sqrtf((float)hd), false, d->attn_scratch);
+    pc_linear_forward(&L->o, a->s1, a->ctx, N, training, rng);
+    add_inplace(a->s1, x, (long)N * D);
+    pc_layernorm_forward(a->sa, a->sa_mean, a->sa_rstd, a->s1, L->ln_sa.w, L->ln_sa.b, N, D, LN_EPS);
+    pc_linear_forward(&L->ff1, a->f1, a->sa, N, training, rng);
+    if (c->relu) pc_relu_forward(a->g, a->f1, (long)N * c->hidden_dim);
+    else pc_gelu_forward(a->g, a->f1, (long)N * c->hidden_dim);
+    pc_linear_forward(&L->ff2, a->s2, a->g, N, training, rng);
+    dropout_or_copy(a->s2, a->ffn_drop, a->s2, (long)N * D, c->dropout, training, rng);
+    add_inplace(a->s2, a->sa, (long)N * D);
+    pc_layernorm_forward(a->out, a->out_mean, a->out_rstd, a->s2, L->ln_out.w, L->ln_out.b, N, D, LN_EPS);
+}
+
+static const float *last_hidden(dbert *d)
+{
+    return d->layers[d->cfg.n_layers - 1].a.out;
+}
+
+static void head_forward(pc_model *m, dbert *d, const pc_batch *b, bool training, pc_rng *rng)
+{
+    int D = d->cfg.dim;
+    const float *h = last_hidden(d);
+    for (int i = 0; i < b->B; i++) memcpy(d->cls + (long)i * D, h + (long)i * b->T * D, sizeof(float) * (size_t)D);
+    pc_linear_forward(&d->pre_classifier, d->p1, d->cls, b->B, training, rng);
+    pc_relu_forward(d->p1_relu, d->p1, (long)b->B * D);
+    dropout_or_copy(d->h2, d->head_drop, d->p1_relu, (long)b->B * D, d->cfg.seq_classif_dropout, training, rng);
+    pc_linear_forward(&d->classifier, m->logits, d->h2, b->B, training, rng);
+}
+
+static pc_status check_batch(const pc_model *m, const dbert *d, const pc_batch *b, pc_error *err)
+{
+    if (b->B > d->cap_B || b->T > d->cap_T)
+        return pc_fail(err, PEFTC_ERR_INVALID, "batch %d x %d exceeds the reserved %d x %d", b->B, b->T, d->cap_B, d->cap_T);
+    if (b->T > d->cfg.max_position_embeddings)
+        return pc_fail(err, PEFTC_ERR_INVALID, "sequence length %d exceeds max_position_embeddings %d",
+                       b->T, d->cfg.max_position_embeddings);
+    long N = (long)b->B * b->T;
+    for (long i = 0; i < N; i++)
+        if (b->input_ids[i] < 0 || b->input_ids[i] >= d->cfg.vocab_size)
+            return pc_fail(err, PEFTC_ERR_INVALID, "token id %d at position %ld is outside the vocabulary (size %d)",
+                           b->input_ids[i], i, d->cfg.vocab_size);
+    for (int i = 0; b->labels && i < b->B; i++)
+        if (b->labels[i] < 0 || b->labels[i] >= m->num_labels)
+            return pc_fail(err, PEFTC_ERR_INVALID, "label %d of example %d is outside [0, %d)", b->labels[i], i,
+                           m->num_labels);
+    return PEFTC_OK;
+}
+
+static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *loss, pc_error *err)
+{
+    dbert *d = m->impl;
+    PC_TRY(check_batch(m, d, b, err));
+    d->training = training;
+    pc_rng *rng = &m->dropout_rng;
+    memcpy(d->key_mask, b->attention_mask, (size_t)b->B * b->T);
+    embed(d, b, training, rng);
+    const float *x = d->emb_out;
+    for (int i = 0; i < d->cfg.n_layers; i++) {
+        layer_forward(d, &d->layers[i], x, b, training, rng);
+        x = d->layers[i].a.out;
+    }
+    head_forward(m, d, b, training, rng);
+    *loss = 0.0f;
+    if (b->labels) {
+        int counted = 0;
+        *loss = pc_cross_entropy_forward(d->probs, m->logits, b->labels, b->B, m->num_labels, &counted);
+        if (!isfinite(*loss)) return pc_fail(err, PEFTC_ERR_NUMERIC, "the loss is %f", (double)*loss);
+    }
+    return PEFTC_OK;
+}
+
+/* ---------- backward ---------- */
+
+static bool norm_trainable(const pc_norm *n) { return n->dw || n->db; }
+
+static bool linear_trainable(const pc_linear *l) { return l->dW || l->db || l->lora; }
+
+static bool layer_trainable(const dbert_layer *L)
+{
+    return linear_trainable(&L->q) || linear_trainable(&L->k) || linear_trainable(&L->v) ||
+           linear_trainable(&L->o) || linear_trainable(&L->ff1) || linear_trainable(&L->ff2) ||
+           norm_trainable(&L->ln_sa) || norm_trainable(&L->ln_out);
+}
+
+/* Index of the lowest layer whose input gradient is still needed (-1: the embeddings). */
+static int lowest_trainable(const dbert *d)
+{
+    if (norm_trainable(&d->emb_ln)) return -1;
+    for (int i = 0; i < d->cfg.n_layers; i++)
+        if (layer_trainable(&d->layers[i])) return i;
+    return d->cfg.n_layers;
+}
+
+/* d_cur holds dL/d(layer output) on entry and dL/d(layer input) on exit (when need_dx). */
+static void layer_backward(dbert *d, dbert_layer *L, const float *x, const pc_batch *b, bool need_dx)
+{
+    const pc_distilbert_config *c = &d->cfg;
+    layer_acts *a = &L->a;
+    int N = b->B * b->T, D = c->dim, H = c->n_heads, hd = D / H;
+    long ND = (long)N * D, NF = (long)N * c->hidden_dim;
+    bool drop = c->dropout > 0 && d->training;
+    /* out = LN_out(s2): d_tmp = dL/ds2, which is also dL/dsa through the residual */
+    pc_layernorm_backward(d->d_tmp, L->ln_out.dw, L->ln_out.db, d->d_cur, a->s2, a->out_mean, a->out_rstd,
+                          L->ln_out.w, N, D);
+    /* s2 = dropout(lin2(g)) + sa */
+    if (drop) pc_apply_mask(d->d_q, d->d_tmp, a->ffn_drop, ND);
+    else memcpy(d->d_q, d->d_tmp, sizeof(float) * (size_t)ND);
+    pc_linear_backward(&L->ff2, d->d_ff, false, d->d_q, a->g, N);
+    if (c->relu) pc_relu_backward(d->d_ff, d->d_ff, a->g, NF);
+    else pc_gelu_backward(d->d_ff, d->d_ff, a->f1, NF);
+    pc_linear_backward(&L->ff1, d->d_tmp, true, d->d_ff, a->sa, N);
+    /* sa = LN_sa(s1): d_cur = dL/ds1, also dL/dx through the residual */
+    pc_layernorm_backward(d->d_cur, L->ln_sa.dw, L->ln_sa.db, d->d_tmp, a->s1, a->sa_mean, a->sa_rstd,
+                          L->ln_sa.w, N, D);
+    pc_linear_backward(&L->o, d->d_tmp, false, d->d_cur, a->ctx, N);
+    bool attn_dropout = d->training && c->attention_dropout > 0;
+    pc_attention_backward(d->d_q, d->d_k, d->d_v, d->d_tmp, a->probs, a->q, a->k, a->v, d->key_mask,
+                          attn_dropout ? a->attn_drop : NULL, b->B, b->T, H, hd, 1.0f / sqrtf((float)hd), false,
+                          d->attn_scratch);
+    float *dx = need_dx ? d->d_cur : NULL;
+    pc_linear_backward(&L->q, dx, true, d->d_q, x, N);
+    pc_linear_backward(&L->k, dx, true, d->d_k, x, N);
+    pc_linear_backward(&L->v, dx, true, d->d_v, x, N);
+}
+
+static void head_backward(pc_model *m, dbert *d, const pc_batch *b, float dloss)
+{
+    int D = d->cfg.dim, B = b->B, C = m->num_labels;
+    pc_cross_entropy_backward(d->d_logits, d->probs, b->labels, B, C, dloss / (float)B);
+    pc_linear_backward(&d->classifier, d->d_h2, false, d->d_logits, d->h2, B);
+    if (d->training && d->cfg.seq_classif_dropout > 0) pc_apply_mask(d->d_h2, d->d_h2, d->head_drop, (long)B * D);
+    pc_relu_backward(d->d_h2, d->d_h2, d->p1_relu, (long)B * D);
+    pc_linear_backward(&d->pre_classifier, d->d_cls, false, d->d_h2, d->cls, B);
+    memset(d->d_cur, 0, sizeof(float) * (size_t)B * b->T * D);
+    for (int i = 0; i < B; i++)
+        memcpy(d->d_cur + (long)i * b->T * D, d->d_cls + (long)i * D, sizeof(float) * (size_t)D);
+}
+
+static void backward(pc_model *m, const pc_batch *b, float dloss)
+{
+    dbert *d = m->impl;
+    int N = b->B * b->T, D = d->cfg.dim;
+    head_backward(m, d, b, dloss);
+    int lowest = lowest_trainable(d);
+    for (int i = d->cfg.n_layers - 1; i >= 0 && i >= lowest; i--) {
+        const float *x = i > 0 ? d->layers[i - 1].a.out : d->emb_out;
+        layer_backward(d, &d->layers[i], x, b, i > lowest);
+    }
+    if (lowest >= 0) return;
+    /* embeddings: only the LayerNorm can be trainable (bias="all") */
+    if (d->training && d->cfg.dropout > 0) pc_apply_mask(d->d_cur, d->d_cur, d->emb_drop, (long)N * D);
+    pc_layernorm_backward(d->d_tmp, d->emb_ln.dw, d->emb_ln.db, d->d_cur, d->x0, d->emb_mean, d->emb_rstd,
+                          d->emb_ln.w, N, D);
+}
+
+/* ---------- lifetime ---------- */
+
+static void destroy(pc_model *m)
+{
+    dbert *d = m->impl;
+    if (d) {
+        pc_owned_free_group(&d->owned, -1);
+        free(d->layers);
+        pc_distilbert_config_free(&d->cfg);
+        pc_st_close(d->st);
+        free(d);
+    }
+    free(m);
+}
+
+static const pc_model_ops distilbert_ops = { reserve, forward, backward, destroy };
+
+void pc_distilbert_config_free(pc_distilbert_config *c)
+{
+    pc_labels_free(c->id2label, c->num_labels);
+    c->id2label = NULL;
+}
+
+static void list_modules(pc_model *m, dbert *d)
+{
+    int nl = 0, nn = 0;
+    d->norm_list[nn++] = &d->emb_ln;
+    for (int i = 0; i < d->cfg.n_layers; i++) {
+        dbert_layer *L = &d->layers[i];
+        pc_linear *lins[6] = {&L->q, &L->k, &L->v, &L->o, &L->ff1, &L->ff2};
+        for (int j = 0; j < 6; j++) d->linear_list[nl++] = lins[j];
+        d->norm_list[nn++] = &L->ln_sa;
+        d->norm_list[nn++] = &L->ln_out;
+    }
+    d->linear_list[nl++] = &d->pre_classifier;
+    d->linear_list[nl++] = &d->classifier;
+    m->linears = d->linear_list;
+    m->n_linears = nl;
+    m->norms = d->norm_list;
+    m->n_norms = nn;
+}
+
+static int64_t count_params(const dbert *d, int num_labels)
+{
+    const pc_distilbert_config *c = &d->cfg;
+    int64_t D = c->dim, F = c->hidden_dim;
+    int64_t emb = (int64_t)c->vocab_size * D + (int64_t)c->max_position_embeddings * D + 2 * D;
+    int64_t layer = 4 * (D * D + D) + (D * F + F) + (F * D + D) + 4 * D;
+    int64_t head = D * D + D + D * num_labels + num_labels;
+    return emb + c->n_layers * layer + head;
+}
+
+pc_status pc_distilbert_load(const char *dir, const pc_distilbert_config *cfg, pc_safetensors *st,
+                             const pc_model_options *opts, pc_model **out, pc_error *err)
+{
+    pc_model *m = calloc(1, sizeof *m);
+    dbert *d = calloc(1, sizeof *d);
+    if (!m || !d) { free(m); free(d); pc_st_close(st); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory"); }
+    m->impl = d;
+    m->ops = &distilbert_ops;
+    d->cfg = *cfg;
+    d->st = st;
+    snprintf(m->architecture, sizeof m->architecture, "DistilBertForSequenceClassification");
+    snprintf(m->model_type, sizeof m->model_type, "distilbert");
+    m->num_labels = cfg->num_labels;
+    m->id2label = cfg->id2label;
+    m->vocab_size = cfg->vocab_size;
+    m->max_positions = cfg->max_position_embeddings;
+    pc_rng_init(&m->dropout_rng, opts ? opts->seed : 42, "dropout");
+    pc_rng head_rng;
+    pc_rng_init(&head_rng, opts ? opts->seed : 42, "head_init");
+    d->layers = calloc((size_t)cfg->n_layers, sizeof *d->layers);
+    pc_status s = d->layers ? PEFTC_OK : pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    const char *prefix = encoder_prefix(st);
+    if (!s) s = load_embeddings(d, prefix, err);
+    for (int i = 0; !s && i < cfg->n_layers; i++) s = load_layer(d, i, prefix, err);
+    if (!s) s = load_or_init_head(d, &d->pre_classifier, "pre_classifier", cfg->dim, cfg->dim, &head_rng, err);
+    if (!s) s = load_or_init_head(d, &d->classifier, "classifier", cfg->dim, cfg->num_labels, &head_rng, err);
+    if (s) {
+        pc_error_prefix(err, "%s", dir);
+        destroy(m);
+        return s;
+    }
+    list_modules(m, d);
+    m->n_base_params = count_params(d, cfg->num_labels);
+    *out = m;
+    return PEFTC_OK;
+}
+
+/* ---------- a fresh model directory ---------- */
+
+typedef struct tensor_list {
+    pc_st_item items[16 * 64 + 16];
+    float *bufs[16 * 64 + 16];
+    int n;
+} tensor_list;
+
+static float *add_tensor(tensor_list *t, const char *name, int64_t d0, int64_t d1, char names[][200])
+{
+    float *buf = calloc((size_t)(d0 * (d1 ? d1 : 1)), sizeof(float));
+    snprintf(names[t->n], 200, "%s", name);
+    pc_st_item *it = &t->items[t->n];
+    memset(it, 0, sizeof *it);
+    it->name = names[t->n];
+    it->dtype = PC_DT_F32;
+    it->ndim = d1 ? 2 : 1;
+    it->shape[0] = d0;
+    it->shape[1] = d1;
+    it->data = buf;
+    t->bufs[t->n++] = buf;
+    return buf;
+}
+
+static cJSON *config_json(const pc_distilbert_config *c)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("DistilBertForSequenceClassification"));
+    cJSON_AddStringToObject(j, "activation", c->relu ? "relu" : "gelu");
+    cJSON_AddNumberToObject(j, "attention_dropout", c->attention_dropout);
+    cJSON_AddNumberToObject(j, "dim", c->dim);
+    cJSON_AddNumberToObject(j, "dropout", c->dropout);
+    cJSON_AddNumberToObject(j, "hidden_dim", c->hidden_dim);
+    cJSON *id2label = cJSON_AddObjectToObject(j, "id2label");
+    cJSON *label2id = cJSON_AddObjectToObject(j, "label2id");
+    for (int i = 0; i < c->num_labels; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", i);
+        cJSON_AddStringToObject(id2label, key, c->id2label[i]);
+        cJSON_AddNumberToObject(label2id, c->id2label[i], i);
+    }
+    cJSON_AddNumberToObject(j, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(j, "max_position_embeddings", c->max_position_embeddings);
+    cJSON_AddStringToObject(j, "model_type", "distilbert");
+    cJSON_AddNumberToObject(j, "n_heads", c->n_heads);
+    cJSON_AddNumberToObject(j, "n_layers", c->n_layers);
+    cJSON_AddNumberToObject(j, "pad_token_id", c->pad_token_id);
+    cJSON_AddNumberToObject(j, "qa_dropout", 0.1);
+    cJSON_AddNumberToObject(j, "seq_classif_dropout", c->seq_classif_dropout);
+    cJSON_AddBoolToObject(j, "sinusoidal_pos_embds", c->sinusoidal_pos_embds);
+    cJSON_AddBoolToObject(j, "tie_weights_", true);
+    cJSON_AddStringToObject(j, "torch_dtype", "float32");
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
+    return j;
+}
+
+static void random_linear(tensor_list *t, char names[][200], const char *name, int in, int out, pc_rng *rng)
+{
+    char key[200];
+    snprintf(key, sizeof key, "%s.weight", name);
+    float *w = add_tensor(t, key, out, in, names);
+    if (w) pc_rng_fill_normal(rng, w, (long)in * out, 0.0f, 0.02f);
+    snprintf(key, sizeof key, "%s.bias", name);
+    add_tensor(t, key, out, 0, names);
+}
+
+static void layer_norm_tensors(tensor_list *t, char names[][200], const char *name, int dim)
+{
+    char key[200];
+    snprintf(key, sizeof key, "%s.weight", name);
+    float *w = add_tensor(t, key, dim, 0, names);
+    for (int i = 0; w && i < dim; i++) w[i] = 1.0f;
+    snprintf(key, sizeof key, "%s.bias", name);
+    add_tensor(t, key, dim, 0, names);
+}
+
+static void random_tensors(tensor_list *t, char names[][200], const pc_distilbert_config *c, pc_rng *rng)
+{
+    float *word = add_tensor(t, "distilbert.embeddings.word_embeddings.weight", c->vocab_size, c->dim, names);
+    if (word) {
+        pc_rng_fill_normal(rng, word, (long)c->vocab_size * c->dim, 0.0f, 0.02f);
+        memset(word + (long)c->pad_token_id * c->dim, 0, sizeof(float) * (size_t)c->dim);  /* padding_idx row */
+    }
+    float *pos = add_tensor(t, "distilbert.embeddings.position_embeddings.weight", c->max_position_embeddings, c->dim, names);
+    if (pos && c->sinusoidal_pos_embds) pc_sinusoidal_positions(pos, c->max_position_embeddings, c->dim);
+    else if (pos) pc_rng_fill_normal(rng, pos, (long)c->max_position_embeddings * c->dim, 0.0f, 0.02f);
+    layer_norm_tensors(t, names, "distilbert.embeddings.LayerNorm", c->dim);
+    static const char *const attn[4] = {"q_lin", "k_lin", "v_lin", "out_lin"};
+    for (int i = 0; i < c->n_layers; i++) {
+        char name[200];
+        for (int j = 0; j < 4; j++) {
+            snprintf(name, sizeof name, "distilbert.transformer.layer.%d.attention.%s", i, attn[j]);
+            random_linear(t, names, name, c->dim, c->dim, rng);
+        }
+        snprintf(name, sizeof name, "distilbert.transformer.layer.%d.sa_layer_norm", i);
+        layer_norm_tensors(t, names, name, c->dim);
+        snprintf(name, sizeof name, "distilbert.transformer.layer.%d.ffn.lin1", i);
+        random_linear(t, names, name, c->dim, c->hidden_dim, rng);
+        snprintf(name, sizeof name, "distilbert.transformer.layer.%d.ffn.lin2", i);
+        random_linear(t, names, name, c->hidden_dim, c->dim, rng);
+        snprintf(name, sizeof name, "distilbert.transformer.layer.%d.output_layer_norm", i);
+        layer_norm_tensors(t, names, name, c->dim);
+    }
+}
+
+pc_status pc_distilbert_write_random(const char *dir, const pc_distilbert_config *cfg, uint64_t seed, pc_error *err)
+{
+    if (cfg->n_layers < 1 || cfg->n_layers > 64)
+        return pc_fail(err, PEFTC_ERR_INVALID, "n_layers must be in 1..64");
+    tensor_list *t = calloc(1, sizeof *t);
+    char (*names)[200] = calloc(16 * 64 + 16, 200);
+    if (!t || !names) { free(t); free(names); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory"); }
+    pc_rng rng;
+    pc_rng_init(&rng, seed, "model_init");
+    random_tensors(t, names, cfg, &rng);
+    pc_status s = PEFTC_OK;
+    for (int i = 0; i < t->n; i++)
+        if (!t->bufs[i]) s = pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for %s", t->items[i].name);
+    char path[4096];
+    cJSON *config = config_json(cfg);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!s) s = pc_json_write_file_atomic(path, config, true, err);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!s) s = pc_st_write(path, t->items, t->n, NULL, err);
+    cJSON_Delete(config);
+    for (int i = 0; i < t->n; i++) free(t->bufs[i]);
+    free(t);
+    free(names);
+    return s;
+}

@@ -1,0 +1,73 @@
+/* A model as the trainer sees it: a forward that returns the loss, a backward
+ * that fills gradients, and the list of its Linears and norms by their Hugging
+ * Face module names so that PEFT can put adapters on them. Each architecture
+ * (models/distilbert.c, ...) fills in the operations. */
+#ifndef PC_MODELS_MODEL_H
+#define PC_MODELS_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "nn/linear.h"
+
+/* One padded batch (DataCollatorWithPadding: right padding). labels may be NULL (inference). */
+typedef struct pc_batch {
+    int B, T;
+    const int32_t *input_ids;        /* [B, T] */
+    const uint8_t *attention_mask;   /* [B, T], 1 = real token */
+    const int32_t *labels;           /* [B] class ids (SEQ_CLS) */
+} pc_batch;
+
+/* A normalisation layer's affine parameters (LayerNorm weight/bias). */
+typedef struct pc_norm {
+    char name[160];                  /* module name, e.g. "distilbert.embeddings.LayerNorm" */
+    int dim;
+    float *w, *b;
+    float *dw, *db;                  /* non-NULL when trainable */
+} pc_norm;
+
+typedef struct pc_model pc_model;
+
+typedef struct pc_model_ops {
+    /* Sizes the activation buffers for batches up to B x T (no allocation during steps). */
+    pc_status (*reserve)(pc_model *m, int B, int T, pc_error *err);
+    /* Runs the model; fills m->logits [B, num_labels]; *loss = mean CE when labels are given. */
+    pc_status (*forward)(pc_model *m, const pc_batch *batch, bool training, float *loss, pc_error *err);
+    /* Back-propagates d(objective)/d(loss) = dloss through the last forward, accumulating gradients
+     * (dloss = 1/gradient_accumulation_steps when micro-batches are accumulated). */
+    void (*backward)(pc_model *m, const pc_batch *batch, float dloss);
+    void (*destroy)(pc_model *m);
+} pc_model_ops;
+
+struct pc_model {
+    const pc_model_ops *ops;
+    char architecture[64];           /* e.g. "DistilBertForSequenceClassification" */
+    char model_type[32];             /* config.json model_type, e.g. "distilbert" */
+    int num_labels;
+    char **id2label;                 /* num_labels names */
+    int vocab_size, max_positions;
+    int64_t n_base_params;           /* every parameter of the base model (PEFT's all-params count starts here) */
+    pc_linear **linears;             /* every Linear, in module order */
+    int n_linears;
+    pc_norm **norms;                 /* every LayerNorm / RMSNorm */
+    int n_norms;
+    float *logits;                   /* [B, num_labels] after forward */
+    pc_rng dropout_rng;              /* the "dropout" stream */
+    void *impl;
+};
+
+/* Options a caller may impose over config.json (as from_pretrained(..., id2label=...)). */
+typedef struct pc_model_options {
+    int num_labels;                  /* 0: from config.json (id2label), else 2 */
+    char *const *id2label;           /* NULL: from config.json, else "LABEL_i" */
+    uint64_t seed;                   /* for weights missing from the checkpoint (new heads) */
+} pc_model_options;
+
+/* Loads DIR/config.json + safetensors and dispatches on model_type. */
+pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model **out, pc_error *err);
+pc_linear *pc_model_find_linear(const pc_model *m, const char *name);
+void pc_model_free(pc_model *m);
+
+#endif

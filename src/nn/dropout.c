@@ -1,0 +1,15 @@
+#include "nn/dropout.h"
+
+void pc_dropout_mask(float *mask, long n, float p, pc_rng *rng)
+{
+    const float keep_scale = 1.0f / (1.0f - p);
+    pc_rng_fill_uniform(rng, mask, n, 0.0f, 1.0f);
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) mask[i] = mask[i] < p ? 0.0f : keep_scale;
+}
+
+void pc_apply_mask(float *y, const float *x, const float *mask, long n)
+{
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) y[i] = x[i] * mask[i];
+}

@@ -1,0 +1,54 @@
+#include "nn/loss.h"
+
+#include <math.h>
+#include <stddef.h>
+
+/* Softmax of one row into p; returns -log softmax(x)[label] = log(sum exp(x - max)) - (x[label] - max),
+ * or 0 when the row is ignored. */
+static double softmax_row_loss(float *p, const float *x, int32_t label, int C)
+{
+    float max = x[0];
+    for (int c = 1; c < C; c++) if (x[c] > max) max = x[c];
+    double sum = 0.0;
+    for (int c = 0; c < C; c++) {
+        p[c] = expf(x[c] - max);
+        sum += p[c];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int c = 0; c < C; c++) p[c] *= inv;
+    return label == PC_IGNORE_INDEX ? 0.0 : log(sum) - ((double)x[label] - max);
+}
+
+float pc_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int n, int C,
+                               int *n_counted)
+{
+    /* Rows are summed in fixed chunks (independent of the thread count), then chunks in order. */
+    enum { CHUNKS = 64 };
+    double partial[CHUNKS] = {0};
+    #pragma omp parallel for schedule(static)
+    for (int chunk = 0; chunk < CHUNKS; chunk++) {
+        const int r0 = (int)((long)n * chunk / CHUNKS), r1 = (int)((long)n * (chunk + 1) / CHUNKS);
+        for (int r = r0; r < r1; r++)
+            partial[chunk] += softmax_row_loss(probs + (size_t)r * C, logits + (size_t)r * C, labels[r], C);
+    }
+    double total = 0.0;
+    for (int chunk = 0; chunk < CHUNKS; chunk++) total += partial[chunk];
+    int counted = 0;
+    for (int r = 0; r < n; r++) counted += labels[r] != PC_IGNORE_INDEX;
+    *n_counted = counted;
+    return counted ? (float)(total / counted) : 0.0f;
+}
+
+void pc_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int n, int C,
+                               float dloss_scale)
+{
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < n; r++) {
+        const float *p = probs + (size_t)r * C;
+        float *d = dlogits + (size_t)r * C;
+        const int32_t label = labels[r];
+        const float s = label == PC_IGNORE_INDEX ? 0.0f : dloss_scale;
+        for (int c = 0; c < C; c++) d[c] = p[c] * s;
+        if (label != PC_IGNORE_INDEX) d[label] -= dloss_scale;
+    }
+}

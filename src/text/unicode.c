@@ -1,0 +1,207 @@
+#include "text/unicode.h"
+
+#include <utf8proc.h>
+
+size_t pc_utf8_invalid_at(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = u[i];
+        if (c < 0x80) { i++; continue; }
+        int n;
+        uint32_t cp, min;
+        if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; min = 0x80; }
+        else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; min = 0x800; }
+        else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; min = 0x10000; }
+        else return i;
+        if (len - i < (size_t)n) return i;
+        for (int k = 1; k < n; k++) {
+            if ((u[i + k] & 0xC0) != 0x80) return i;
+            cp = (cp << 6) | (u[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+        i += (size_t)n;
+    }
+    return len;
+}
+
+int pc_utf8_decode(const char *s, uint32_t *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] < 0x80) { *cp = u[0]; return 1; }
+    if (u[0] < 0xE0) { *cp = ((uint32_t)(u[0] & 0x1F) << 6) | (u[1] & 0x3F); return 2; }
+    if (u[0] < 0xF0) {
+        *cp = ((uint32_t)(u[0] & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F);
+        return 3;
+    }
+    *cp = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) |
+          ((uint32_t)(u[2] & 0x3F) << 6) | (u[3] & 0x3F);
+    return 4;
+}
+
+int pc_utf8_encode(uint32_t cp, char out[4])
+{
+    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static utf8proc_category_t category(uint32_t cp)
+{
+    return utf8proc_category((utf8proc_int32_t)cp);
+}
+
+/* Hugging Face tokenizers takes categories (Cc/Cf/Co, P*, Mn) from the unicode_categories
+ * crate, whose tables are Unicode 8.0, but lowercasing from Rust's std (Unicode 16.0).
+ * utf8proc is somewhere between, so these tables list the code points where its answer
+ * differs from tokenizers'; tests/test_tokenizer_unicode.c checks every code point. */
+typedef struct { uint32_t first, last; } cp_range;
+
+static bool in_ranges(uint32_t cp, const cp_range *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cp >= r[i].first && cp <= r[i].last) return true;
+    return false;
+}
+
+/* Format characters assigned after Unicode 8.0: tokenizers keeps them. */
+static const cp_range newer_format[] = {
+    {0x0890, 0x0891}, {0x08E2, 0x08E2}, {0x110CD, 0x110CD}, {0x13430, 0x1343F},
+};
+
+/* Punctuation assigned after Unicode 8.0: tokenizers does not split on it. */
+static const cp_range newer_punct[] = {
+    {0x061D, 0x061D}, {0x09FD, 0x09FD}, {0x0A76, 0x0A76}, {0x0C77, 0x0C77}, {0x0C84, 0x0C84},
+    {0x1B7D, 0x1B7E}, {0x2E43, 0x2E4F}, {0x2E52, 0x2E5D}, {0x10EAD, 0x10EAD}, {0x10F55, 0x10F59},
+    {0x10F86, 0x10F89}, {0x1144B, 0x1144F}, {0x1145A, 0x1145B}, {0x1145D, 0x1145D}, {0x11660, 0x1166C},
+    {0x116B9, 0x116B9}, {0x1183B, 0x1183B}, {0x11944, 0x11946}, {0x119E2, 0x119E2}, {0x11A3F, 0x11A46},
+    {0x11A9A, 0x11A9C}, {0x11A9E, 0x11AA2}, {0x11B00, 0x11B09}, {0x11C41, 0x11C45}, {0x11C70, 0x11C71},
+    {0x11EF7, 0x11EF8}, {0x11F43, 0x11F4F}, {0x11FFF, 0x11FFF}, {0x12FF1, 0x12FF2}, {0x16E97, 0x16E9A},
+    {0x16FE2, 0x16FE2}, {0x1E95E, 0x1E95F},
+};
+
+/* Punctuation (Po) in Unicode 8.0 that later versions moved to another category. */
+static const cp_range former_punct[] = { {0x166D, 0x166D}, {0x111C9, 0x111C9} };
+
+/* Lowercase mappings added in Unicode 16.0 (utf8proc 2.8 has 15.0). */
+static const struct { uint32_t first, last, lower; } newer_lower[] = {
+    {0x1C89, 0x1C89, 0x1C8A}, {0xA7CB, 0xA7CB, 0x0264}, {0xA7CC, 0xA7CC, 0xA7CD}, {0xA7CE, 0xA7CE, 0xA7CF},
+    {0xA7D2, 0xA7D2, 0xA7D3}, {0xA7D4, 0xA7D4, 0xA7D5}, {0xA7DA, 0xA7DA, 0xA7DB}, {0xA7DC, 0xA7DC, 0x019B},
+    {0x10D50, 0x10D65, 0x10D70}, {0x16EA0, 0x16EB8, 0x16EBB},
+};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+bool pc_uni_is_whitespace(uint32_t cp)
+{
+    switch (cp) {
+    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
+    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+        return true;
+    default:
+        return cp >= 0x2000 && cp <= 0x200A;
+    }
+}
+
+bool pc_uni_is_removed_control(uint32_t cp)
+{
+    if (cp == 0 || cp == 0xFFFD) return true;
+    if (cp == '\t' || cp == '\n' || cp == '\r') return false;
+    utf8proc_category_t c = category(cp);
+    if (c == UTF8PROC_CATEGORY_CF) return !in_ranges(cp, newer_format, N_OF(newer_format));
+    return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CO;
+}
+
+bool pc_uni_is_punct(uint32_t cp)
+{
+    if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126))
+        return true;
+    if (cp < 128) return false;
+    utf8proc_category_t c = category(cp);
+    if (c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO) return !in_ranges(cp, newer_punct, N_OF(newer_punct));
+    return in_ranges(cp, former_punct, N_OF(former_punct));
+}
+
+/* The "Chinese character" ranges of BERT's BasicTokenizer as Hugging Face tokenizers has them. */
+bool pc_uni_is_cjk(uint32_t cp)
+{
+    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+           (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+           (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
+           (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+bool pc_uni_is_nonspacing_mark(uint32_t cp)
+{
+    return category(cp) == UTF8PROC_CATEGORY_MN;
+}
+
+bool pc_uni_is_word_char(uint32_t cp)
+{
+    if (cp == 0x200C || cp == 0x200D) return true;
+    utf8proc_category_t c = category(cp);
+    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_NL) || c == UTF8PROC_CATEGORY_PC;
+}
+
+int pc_uni_lower(uint32_t cp, uint32_t out[2])
+{
+    /* The only unconditional multi-code-point lowercase mapping (SpecialCasing.txt). */
+    if (cp == 0x130) { out[0] = 'i'; out[1] = 0x307; return 2; }
+    for (size_t i = 0; i < N_OF(newer_lower); i++)
+        if (cp >= newer_lower[i].first && cp <= newer_lower[i].last) {
+            out[0] = newer_lower[i].lower + (cp - newer_lower[i].first);
+            return 1;
+        }
+    out[0] = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+    return 1;
+}
+
+pc_status pc_uni_nfd(const uint32_t *cps, size_t n, pc_cpbuf *out, pc_error *err)
+{
+    enum { MAX_DECOMPOSITION = 4 };  /* the longest canonical decomposition, e.g. U+1F82 */
+    size_t first = out->n;
+    for (size_t i = 0; i < n; i++) {
+        PC_TRY(pc_cpbuf_reserve(out, MAX_DECOMPOSITION, err));
+        utf8proc_int32_t *dst = (utf8proc_int32_t *)out->v + out->n;
+        utf8proc_ssize_t k = 0;
+        /* tokenizers' NFD tables leave U+11938 DIVES AKURU VOWEL SIGN O whole. */
+        if (cps[i] != 0x11938) {
+            int last = 0;
+            k = utf8proc_decompose_char((utf8proc_int32_t)cps[i], dst, MAX_DECOMPOSITION, UTF8PROC_DECOMPOSE, &last);
+        }
+        if (k <= 0 || k > MAX_DECOMPOSITION) { *dst = (utf8proc_int32_t)cps[i]; k = 1; }
+        out->n += (size_t)k;
+    }
+    uint32_t *buf = out->v;
+    size_t len = out->n;
+    /* Canonical ordering: a stable sort by combining class inside each run of non-starters. */
+    for (size_t i = first + 1; i < len; i++) {
+        uint32_t c = buf[i];
+        int ccc = utf8proc_get_property((utf8proc_int32_t)c)->combining_class;
+        if (ccc == 0) continue;
+        size_t j = i;
+        while (j > first) {
+            int prev = utf8proc_get_property((utf8proc_int32_t)buf[j - 1])->combining_class;
+            if (prev <= ccc) break;
+            buf[j] = buf[j - 1];
+            j--;
+        }
+        buf[j] = c;
+    }
+    return PEFTC_OK;
+}

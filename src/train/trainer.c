@@ -1,0 +1,455 @@
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "formats/json.h"
+#include "train/optim.h"
+
+typedef struct run {
+    const pc_config *cfg;
+    const pc_trainer_hooks *hooks;
+    pc_tokenizer *tok;
+    pc_model *model;
+    pc_peft_model *peft;
+    pc_encoded train, eval;
+    pc_batch_buf bb;
+    int *order;
+    pc_adamw opt;
+    pc_rng data_rng;
+    cJSON *log_history;
+    int n_batches;             /* micro-batches per epoch */
+    long steps_per_epoch, max_steps, warmup;
+    long step;
+    int epoch, batch_in_epoch;
+    double start_time;
+} run;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void message(const run *r, const char *text)
+{
+    if (r->hooks && r->hooks->on_message) r->hooks->on_message(r->hooks->ud, text);
+}
+
+/* ---------- set-up ---------- */
+
+/* Features whose keys are accepted but that this build cannot run yet: say so
+ * rather than silently train something else. */
+static pc_status reject_unavailable(const pc_config *c, pc_error *err)
+{
+    if (c->load_in_4bit) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "load_in_4bit: 4-bit base weights (QLoRA) are not available in this version");
+    if (c->use_dora) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "use_dora: DoRA is not available in this version");
+    if (c->neftune_noise_alpha > 0) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "neftune_noise_alpha: NEFTune is not available in this version");
+    if (c->gradient_checkpointing) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "gradient_checkpointing is not available in this version");
+    if (c->bf16) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "bf16: bfloat16 training is not available in this version");
+    if (strcmp(c->task_type, "SEQ_CLS") != 0)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "task_type '%s' is not available in this version (SEQ_CLS)", c->task_type);
+    if (strcmp(c->optim, "adamw_torch") != 0 && strcmp(c->optim, "adamw_torch_fused") != 0 && strcmp(c->optim, "adamw_hf") != 0)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "optim '%s' is not available in this version (adamw_torch)", c->optim);
+    return PEFTC_OK;
+}
+
+static pc_status copy_list(char ***dst, int *n_dst, char **src, int n, pc_error *err)
+{
+    *dst = calloc((size_t)(n ? n : 1), sizeof **dst);
+    if (!*dst) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        if (!((*dst)[i] = strdup(src[i]))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+        (*n_dst)++;
+    }
+    return PEFTC_OK;
+}
+
+/* LoraConfig from the flat run configuration (get_peft_model's SEQ_CLS rule included). */
+static pc_status lora_config_from(const pc_config *c, pc_lora_config *lc, pc_error *err)
+{
+    pc_lora_config_init(lc);
+    snprintf(lc->task_type, sizeof lc->task_type, "%s", c->task_type);
+    lc->r = c->r;
+    lc->lora_alpha = c->lora_alpha;
+    lc->lora_dropout = c->lora_dropout;
+    lc->use_rslora = c->use_rslora;
+    lc->fan_in_fan_out = c->fan_in_fan_out;
+    lc->bias = strcmp(c->bias, "all") == 0 ? PC_BIAS_ALL : strcmp(c->bias, "lora_only") == 0 ? PC_BIAS_LORA_ONLY : PC_BIAS_NONE;
+    lc->init_lora_weights = strcmp(c->init_lora_weights, "gaussian") == 0 ? PC_LORA_INIT_GAUSSIAN
+                          : strcmp(c->init_lora_weights, "false") == 0 ? PC_LORA_INIT_NONE : PC_LORA_INIT_DEFAULT;
+    if (!(lc->base_model_name_or_path = strdup(c->model_name_or_path))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    if (c->target_modules_is_regex) {
+        if (!(lc->target_regex = strdup(c->target_modules_regex))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    } else if (c->n_target_modules == 1 && strcmp(c->target_modules[0], "all-linear") == 0) {
+        lc->all_linear = true;
+    } else if (c->n_target_modules == 0) {
+        return pc_fail(err, PEFTC_ERR_INVALID, "target_modules must be given for this model (PEFT has no default for it), "
+                       "e.g. [\"q_lin\", \"v_lin\"]");
+    } else {
+        PC_TRY(copy_list(&lc->target_modules, &lc->n_target_modules, c->target_modules, c->n_target_modules, err));
+    }
+    PC_TRY(copy_list(&lc->modules_to_save, &lc->n_modules_to_save, c->modules_to_save, c->n_modules_to_save, err));
+    return pc_lora_config_add_task_modules(lc, err);
+}
+
+static pc_status load_model(const pc_config *c, pc_model **model, pc_error *err)
+{
+    pc_model_options opts = { .num_labels = c->num_labels, .id2label = c->id2label, .seed = (uint64_t)c->seed };
+    if (!c->id2label && !c->num_labels_given) opts.num_labels = 0;  /* take config.json's labels */
+    if (!c->model_name_or_path) return pc_fail(err, PEFTC_ERR_INVALID, "model_name_or_path is required");
+    return pc_model_load(c->model_name_or_path, &opts, model, err);
+}
+
+pc_status pc_load_for_inference(const pc_config *cfg, pc_model **model, pc_peft_model **peft, pc_tokenizer **tok,
+                                pc_error *err)
+{
+    *model = NULL; *peft = NULL; *tok = NULL;
+    PC_TRY(load_model(cfg, model, err));
+    pc_status s = pc_tokenizer_load(cfg->model_name_or_path, tok, err);
+    if (!s && cfg->adapter_name_or_path) s = pc_peft_load(*model, cfg->adapter_name_or_path, peft, err);
+    if (s) {
+        pc_peft_model_free(*peft);
+        pc_model_free(*model);
+        pc_tokenizer_free(*tok);
+        *model = NULL; *peft = NULL; *tok = NULL;
+    }
+    return s;
+}
+
+static pc_status build_peft(run *r, pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    if (c->adapter_name_or_path) return pc_peft_load(r->model, c->adapter_name_or_path, &r->peft, err);
+    pc_lora_config lc;
+    pc_status s = lora_config_from(c, &lc, err);
+    if (s) { pc_lora_config_free(&lc); return s; }
+    return pc_peft_model_create(r->model, &lc, (uint64_t)c->seed, &r->peft, err);
+}
+
+static pc_status load_data(run *r, pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    if (!c->train_file) return pc_fail(err, PEFTC_ERR_INVALID, "train_file is required");
+    pc_dataset *ds = NULL;
+    PC_TRY(pc_dataset_load(c->train_file, c->text_column, c->label_column, r->model->id2label, r->model->num_labels,
+                           true, &ds, err));
+    pc_status s = pc_encode_dataset(r->tok, ds, c->max_length, &r->train, err);
+    pc_dataset_free(ds);
+    if (s || !c->validation_file) return s;
+    PC_TRY(pc_dataset_load(c->validation_file, c->text_column, c->label_column, r->model->id2label,
+                           r->model->num_labels, true, &ds, err));
+    s = pc_encode_dataset(r->tok, ds, c->max_length, &r->eval, err);
+    pc_dataset_free(ds);
+    return s;
+}
+
+/* Step counts as transformers' set_initial_training_values. */
+static void plan_steps(run *r)
+{
+    const pc_config *c = r->cfg;
+    int B = c->per_device_train_batch_size, GA = c->gradient_accumulation_steps;
+    r->n_batches = c->dataloader_drop_last ? r->train.n / B : (r->train.n + B - 1) / B;
+    if (r->n_batches < 1) r->n_batches = 1;
+    r->steps_per_epoch = r->n_batches / GA + (r->n_batches % GA > 0);
+    if (r->steps_per_epoch < 1) r->steps_per_epoch = 1;
+    r->max_steps = c->max_steps > 0 ? c->max_steps : (long)ceil(c->num_train_epochs * (double)r->steps_per_epoch);
+    r->warmup = c->warmup_steps > 0 ? c->warmup_steps : (long)ceil((double)r->max_steps * c->warmup_ratio);
+}
+
+static pc_status prepare(run *r, pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    PC_TRY(reject_unavailable(c, err));
+    PC_TRY(load_model(c, &r->model, err));
+    PC_TRY(pc_tokenizer_load(c->model_name_or_path, &r->tok, err));
+    PC_TRY(build_peft(r, err));
+    char line[200];
+    pc_peft_trainable_line(r->peft, line, sizeof line);
+    message(r, line);
+    PC_TRY(load_data(r, err));
+    if (r->train.n == 0) return pc_fail(err, PEFTC_ERR_INVALID, "%s: the training set is empty", c->train_file);
+    int B = c->per_device_train_batch_size > c->per_device_eval_batch_size ? c->per_device_train_batch_size
+                                                                           : c->per_device_eval_batch_size;
+    int T = r->train.max_len > r->eval.max_len ? r->train.max_len : r->eval.max_len;
+    PC_TRY(r->model->ops->reserve(r->model, B, T, err));
+    PC_TRY(pc_batch_buf_init(&r->bb, B, T, err));
+    r->order = malloc(sizeof *r->order * (size_t)r->train.n);
+    if (!r->order) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    PC_TRY(pc_adamw_init(&r->opt, &r->peft->trainable, c->adam_beta1, c->adam_beta2, c->adam_epsilon,
+                         c->weight_decay, err));
+    pc_rng_init(&r->data_rng, (uint64_t)c->seed, "data_order");
+    r->log_history = cJSON_CreateArray();
+    if (!r->log_history) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    plan_steps(r);
+    return pc_mkdirs(c->output_dir, err);
+}
+
+static void release(run *r)
+{
+    pc_adamw_free(&r->opt);
+    free(r->order);
+    pc_batch_buf_free(&r->bb);
+    pc_encoded_free(&r->train);
+    pc_encoded_free(&r->eval);
+    pc_peft_model_free(r->peft);
+    pc_model_free(r->model);
+    pc_tokenizer_free(r->tok);
+    cJSON_Delete(r->log_history);
+}
+
+/* ---------- evaluation ---------- */
+
+static int argmax(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++) if (v[i] > v[best]) best = i;
+    return best;
+}
+
+pc_status pc_evaluate(pc_model *m, const pc_encoded *data, int batch_size, int32_t pad_id, pc_eval_result *out,
+                      pc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (data->n == 0 || !data->labels) return PEFTC_OK;
+    pc_batch_buf bb;
+    PC_TRY(pc_batch_buf_init(&bb, batch_size, data->max_len, err));
+    PC_TRY(m->ops->reserve(m, batch_size, data->max_len, err));
+    int *order = malloc(sizeof *order * (size_t)data->n);
+    if (!order) { pc_batch_buf_free(&bb); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory"); }
+    pc_epoch_order(order, data->n, false, NULL);
+    double loss_sum = 0;
+    int correct = 0;
+    pc_status s = PEFTC_OK;
+    for (int start = 0; !s && start < data->n; start += batch_size) {
+        int count = data->n - start < batch_size ? data->n - start : batch_size;
+        const pc_batch *b = pc_collate(&bb, data, order + start, count, pad_id);
+        float loss;
+        s = m->ops->forward(m, b, false, &loss, err);
+        loss_sum += (double)loss * count;
+        for (int i = 0; !s && i < count; i++)
+            correct += argmax(m->logits + (long)i * m->num_labels, m->num_labels) == b->labels[i];
+    }
+    free(order);
+    pc_batch_buf_free(&bb);
+    out->n = data->n;
+    out->loss = loss_sum / data->n;
+    out->accuracy = (double)correct / data->n;
+    return s;
+}
+
+/* ---------- logging and saving ---------- */
+
+static double round4(double v) { return round(v * 1e4) / 1e4; }
+
+static double epoch_progress(const run *r)
+{
+    return r->epoch + (double)r->batch_in_epoch / (double)r->n_batches;
+}
+
+static void emit_log(run *r, cJSON *entry)
+{
+    cJSON_AddNumberToObject(entry, "epoch", round4(epoch_progress(r)));
+    cJSON_AddNumberToObject(entry, "step", (double)r->step);
+    if (r->hooks && r->hooks->on_log) r->hooks->on_log(r->hooks->ud, entry);
+    cJSON_AddItemToArray(r->log_history, entry);
+}
+
+static cJSON *trainer_state(const run *r)
+{
+    const pc_config *c = r->cfg;
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddNullToObject(s, "best_metric");
+    cJSON_AddNullToObject(s, "best_model_checkpoint");
+    cJSON_AddNumberToObject(s, "epoch", round4(epoch_progress(r)));
+    cJSON_AddNumberToObject(s, "eval_steps", c->eval_steps > 0 ? c->eval_steps : c->logging_steps);
+    cJSON_AddNumberToObject(s, "global_step", (double)r->step);
+    cJSON_AddBoolToObject(s, "is_hyper_param_search", false);
+    cJSON_AddBoolToObject(s, "is_local_process_zero", true);
+    cJSON_AddBoolToObject(s, "is_world_process_zero", true);
+    cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(r->log_history, true));
+    cJSON_AddNumberToObject(s, "logging_steps", c->logging_steps);
+    cJSON_AddNumberToObject(s, "max_steps", (double)r->max_steps);
+    cJSON_AddNumberToObject(s, "num_train_epochs", (double)((r->max_steps + r->steps_per_epoch - 1) / r->steps_per_epoch));
+    cJSON_AddNumberToObject(s, "save_steps", c->save_steps);
+    cJSON_AddNumberToObject(s, "train_batch_size", c->per_device_train_batch_size);
+    cJSON_AddNullToObject(s, "trial_name");
+    cJSON_AddNullToObject(s, "trial_params");
+    return s;
+}
+
+static pc_status write_outputs(const run *r, const char *dir, pc_error *err)
+{
+    PC_TRY(pc_peft_save(r->peft, dir, err));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    cJSON *state = trainer_state(r);
+    pc_status s = pc_json_write_file_atomic(path, state, true, err);
+    cJSON_Delete(state);
+    return s;
+}
+
+/* checkpoint-N/ is written under a temporary name and renamed when complete. */
+static pc_status save_checkpoint(const run *r, pc_error *err)
+{
+    char final[4096], tmp[4200];
+    snprintf(final, sizeof final, "%s/checkpoint-%ld", r->cfg->output_dir, r->step);
+    snprintf(tmp, sizeof tmp, "%s/.checkpoint-%ld.tmp-%d", r->cfg->output_dir, r->step, (int)getpid());
+    PC_TRY(pc_remove_tree(tmp, err));
+    PC_TRY(pc_mkdirs(tmp, err));
+    pc_status s = write_outputs(r, tmp, err);
+    if (!s) s = pc_remove_tree(final, err);
+    if (!s && rename(tmp, final) != 0) s = pc_fail(err, PEFTC_ERR_IO, "cannot rename %s to %s", tmp, final);
+    if (s) pc_remove_tree(tmp, NULL);
+    return s;
+}
+
+static pc_status evaluate_and_log(run *r, pc_error *err)
+{
+    pc_eval_result ev;
+    PC_TRY(pc_evaluate(r->model, &r->eval, r->cfg->per_device_eval_batch_size, pc_tokenizer_pad_id(r->tok), &ev, err));
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "eval_accuracy", round4(ev.accuracy));
+    cJSON_AddNumberToObject(e, "eval_loss", ev.loss);
+    emit_log(r, e);
+    return PEFTC_OK;
+}
+
+/* ---------- the loop ---------- */
+
+/* The next micro-batch of the epoch, starting a new (reshuffled) epoch when needed. */
+static const pc_batch *next_batch(run *r)
+{
+    if (r->batch_in_epoch == 0) pc_epoch_order(r->order, r->train.n, r->cfg->shuffle, &r->data_rng);
+    int B = r->cfg->per_device_train_batch_size;
+    int start = r->batch_in_epoch * B;
+    int count = r->train.n - start < B ? r->train.n - start : B;
+    return pc_collate(&r->bb, &r->train, r->order + start, count, pc_tokenizer_pad_id(r->tok));
+}
+
+static void end_batch(run *r, bool *epoch_ended)
+{
+    *epoch_ended = ++r->batch_in_epoch >= r->n_batches;
+    if (*epoch_ended) { r->batch_in_epoch = 0; r->epoch++; }
+}
+
+/* One optimizer step: GA micro-batches (fewer at the end of an epoch), clip, AdamW. */
+static pc_status train_step(run *r, double *loss, double *grad_norm, double *lr, long *tokens, bool *epoch_ended,
+                            pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    int ga = c->gradient_accumulation_steps;
+    int left = r->n_batches - r->batch_in_epoch;
+    int micro = left < ga ? left : ga;
+    pc_param_list_zero_grad(&r->peft->trainable);
+    *loss = 0;
+    *epoch_ended = false;
+    for (int i = 0; i < micro; i++) {
+        const pc_batch *b = next_batch(r);
+        float l;
+        PC_TRY(r->model->ops->forward(r->model, b, true, &l, err));
+        r->model->ops->backward(r->model, b, 1.0f / (float)micro);
+        *loss += l / micro;
+        *tokens += (long)b->B * b->T;
+        end_batch(r, epoch_ended);
+    }
+    *grad_norm = pc_clip_grad_norm(&r->peft->trainable, c->max_grad_norm);
+    if (!isfinite(*grad_norm))
+        return pc_fail(err, PEFTC_ERR_NUMERIC, "step %ld: the gradient norm is %f", r->step + 1, *grad_norm);
+    *lr = c->learning_rate * pc_schedule_factor(pc_schedule_parse(c->lr_scheduler_type), r->step, r->warmup, r->max_steps);
+    pc_adamw_step(&r->opt, &r->peft->trainable, *lr);
+    r->step++;
+    return PEFTC_OK;
+}
+
+static void report_progress(run *r, double loss, double lr, long tokens)
+{
+    if (!r->hooks || !r->hooks->on_progress) return;
+    double elapsed = now_seconds() - r->start_time;
+    pc_progress p = { r->step, r->max_steps, loss, lr, elapsed > 0 ? tokens / elapsed : 0,
+                      elapsed / r->step * (r->max_steps - r->step), epoch_progress(r) };
+    r->hooks->on_progress(r->hooks->ud, &p);
+}
+
+static pc_status after_step(run *r, double *tr_loss, long *last_logged, double grad_norm, double lr,
+                            bool epoch_ended, pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    bool log_now = (c->logging_steps > 0 && r->step % c->logging_steps == 0) || (c->logging_first_step && r->step == 1);
+    if (log_now) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "grad_norm", grad_norm);
+        cJSON_AddNumberToObject(e, "learning_rate", lr);
+        cJSON_AddNumberToObject(e, "loss", round4(*tr_loss / (double)(r->step - *last_logged)));
+        emit_log(r, e);
+        *tr_loss = 0;
+        *last_logged = r->step;
+    }
+    int eval_every = c->eval_steps > 0 ? c->eval_steps : c->logging_steps;
+    bool eval_now = r->eval.n > 0 && ((strcmp(c->eval_strategy, "steps") == 0 && r->step % eval_every == 0) ||
+                                      (strcmp(c->eval_strategy, "epoch") == 0 && epoch_ended));
+    if (eval_now) PC_TRY(evaluate_and_log(r, err));
+    bool save_now = (strcmp(c->save_strategy, "steps") == 0 && c->save_steps > 0 && r->step % c->save_steps == 0) ||
+                    (strcmp(c->save_strategy, "epoch") == 0 && epoch_ended);
+    if (save_now && r->step < r->max_steps) PC_TRY(save_checkpoint(r, err));
+    return PEFTC_OK;
+}
+
+static void log_summary(run *r, double total_loss, double runtime)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "total_flos", 0);
+    cJSON_AddNumberToObject(e, "train_loss", total_loss / (double)r->step);
+    cJSON_AddNumberToObject(e, "train_runtime", round4(runtime));
+    long samples = r->step * r->cfg->per_device_train_batch_size * r->cfg->gradient_accumulation_steps;
+    cJSON_AddNumberToObject(e, "train_samples_per_second", round(samples / runtime * 1000) / 1000);
+    cJSON_AddNumberToObject(e, "train_steps_per_second", round(r->step / runtime * 1000) / 1000);
+    emit_log(r, e);
+}
+
+static pc_status train_loop(run *r, pc_train_result *res, pc_error *err)
+{
+    double tr_loss = 0, total_loss = 0;
+    long last_logged = 0, tokens = 0;
+    r->start_time = now_seconds();
+    while (r->step < r->max_steps) {
+        double loss, grad_norm, lr;
+        bool epoch_ended;
+        PC_TRY(train_step(r, &loss, &grad_norm, &lr, &tokens, &epoch_ended, err));
+        tr_loss += loss;
+        total_loss += loss;
+        report_progress(r, loss, lr, tokens);
+        PC_TRY(after_step(r, &tr_loss, &last_logged, grad_norm, lr, epoch_ended, err));
+    }
+    double runtime = now_seconds() - r->start_time;
+    log_summary(r, total_loss, runtime);
+    res->global_step = r->step;
+    res->train_loss = total_loss / (double)r->step;
+    res->runtime_seconds = runtime;
+    res->tokens_per_second = runtime > 0 ? tokens / runtime : 0;
+    return PEFTC_OK;
+}
+
+pc_status pc_train(const pc_config *cfg, const pc_trainer_hooks *hooks, pc_train_result *result, pc_error *err)
+{
+    run r;
+    memset(&r, 0, sizeof r);
+    memset(result, 0, sizeof *result);
+    r.cfg = cfg;
+    r.hooks = hooks;
+    pc_status s = prepare(&r, err);
+    int32_t pad = s ? 0 : pc_tokenizer_pad_id(r.tok);
+    if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_before, err);
+    if (!s) s = train_loop(&r, result, err);
+    if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_after, err);
+    if (!s && strcmp(cfg->save_strategy, "no") != 0) s = save_checkpoint(&r, err);
+    if (!s) s = write_outputs(&r, cfg->output_dir, err);
+    release(&r);
+    return s;
+}

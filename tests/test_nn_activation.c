@@ -1,0 +1,87 @@
+#include "testlib.h"
+#include "test_nn_gradcheck.h"
+#include "nn/activation.h"
+
+/* Reference values: x * Phi(x) with Phi from erf tables; tanh form and SiLU by hand in double. */
+TEST(nn_gelu_known_values)
+{
+    const float x[6] = {0, 1, -1, 2, -3, 0.5f};
+    const double exact[6] = {0, 0.8413447460685429, -0.15865525393145707, 1.9544997361036416,
+                             -0.00404969409489031, 0.34573123063700656};
+    const double tanh_form[6] = {0, 0.8411919906082768, -0.15880800939172324, 1.954597694087775,
+                                 -0.0036373920817729943, 0.34571400982514394};
+    float y[6];
+    pc_gelu_forward(y, x, 6);
+    for (int i = 0; i < 6; i++) CHECK_NEAR(y[i], exact[i], 1e-6);
+    pc_gelu_tanh_forward(y, x, 6);
+    for (int i = 0; i < 6; i++) CHECK_NEAR(y[i], tanh_form[i], 1e-6);
+}
+
+TEST(nn_relu_silu_known_values)
+{
+    const float x[4] = {1, -2, 3, 0};
+    const double silu[4] = {0.7310585786300049, -0.2384058440442351, 2.8577223804672998, 0};
+    float y[4];
+    pc_silu_forward(y, x, 4);
+    for (int i = 0; i < 4; i++) CHECK_NEAR(y[i], silu[i], 1e-6);
+    pc_relu_forward(y, x, 4);
+    CHECK(y[0] == 1 && y[1] == 0 && y[2] == 3 && y[3] == 0);
+    /* far tails stay finite */
+    const float big[2] = {-100, 100};
+    pc_silu_forward(y, big, 2);
+    CHECK(y[0] == 0 && y[1] == 100);
+    pc_gelu_forward(y, big, 2);
+    CHECK(y[0] == 0 && y[1] == 100);
+}
+
+enum { ACT_N = 41 };
+typedef struct {
+    float x[ACT_N], w[ACT_N];
+    void (*forward)(float *, const float *, long);
+} act_case;
+
+static double act_loss(void *ctx)
+{
+    act_case *c = ctx;
+    float y[ACT_N];
+    c->forward(y, c->x, ACT_N);
+    return nn_weighted_sum(y, c->w, ACT_N);
+}
+
+/* Inputs in [-4, 4], kept at least 0.01 away from 0 so ReLU's kink is never straddled. */
+static void act_setup(act_case *c)
+{
+    nn_fill(c->x, ACT_N, "act_x", -4, 4);
+    for (int i = 0; i < ACT_N; i++) if (fabsf(c->x[i]) < 0.01f) c->x[i] = 0.5f;
+    nn_fill(c->w, ACT_N, "act_w", -1, 1);
+}
+
+TEST(nn_activation_gradients_match_finite_differences)
+{
+    act_case c;
+    act_setup(&c);
+    float dx[ACT_N];
+    struct { const char *name; void (*fwd)(float *, const float *, long);
+             void (*bwd)(float *, const float *, const float *, long); } fns[3] = {
+        {"gelu", pc_gelu_forward, pc_gelu_backward},
+        {"gelu_tanh", pc_gelu_tanh_forward, pc_gelu_tanh_backward},
+        {"silu", pc_silu_forward, pc_silu_backward},
+    };
+    for (int f = 0; f < 3; f++) {
+        c.forward = fns[f].fwd;
+        fns[f].bwd(dx, c.w, c.x, ACT_N);
+        double err = nn_gradcheck(c.x, ACT_N, dx, act_loss, &c, 1e-3f);
+        CHECK_MSG(err < 5e-3, "%s rel err %g", fns[f].name, err);
+        /* in place: dx overwrites dy */
+        float inplace[ACT_N];
+        memcpy(inplace, c.w, sizeof inplace);
+        fns[f].bwd(inplace, inplace, c.x, ACT_N);
+        CHECK_MSG(memcmp(inplace, dx, sizeof dx) == 0, "%s in place differs", fns[f].name);
+    }
+    float y[ACT_N];
+    c.forward = pc_relu_forward;
+    pc_relu_forward(y, c.x, ACT_N);
+    pc_relu_backward(dx, c.w, y, ACT_N);
+    double err = nn_gradcheck(c.x, ACT_N, dx, act_loss, &c, 1e-3f);
+    CHECK_MSG(err < 5e-3, "relu rel err %g", err);
+}
