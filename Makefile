@@ -53,8 +53,14 @@ check: setup
 demo: setup all
 	@bash scripts/demo.sh
 
-bench: setup all
-	@bash bench/run.sh
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libpeftc.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpeftc.a $(LDFLAGS) $(LDLIBS)
+
+bench: setup all $(BENCH_BIN)
+	@BUILD=$(BUILD) bash bench/run.sh
 
 clean:
 	rm -rf build build-asan

@@ -80,7 +80,7 @@ TEST(nn_sinusoidal_positions_known_values)
     for (int j = 0; j < 4; j++) CHECK(t4[j] == (j % 2 ? 1.0f : 0.0f));  /* pos 0 */
     CHECK_NEAR(t4[4 + 0], 0.8414709848078965, 1e-7);   /* sin(1) */
     CHECK_NEAR(t4[4 + 1], 0.5403023058681398, 1e-7);   /* cos(1) */
-    CHECK_NEAR(t4[8 + 2], 0.02999550020249566, 1e-7);  /* sin(2 / 100) ... j=2: 2/10000^(2/4) */
+    CHECK_NEAR(t4[8 + 2], 0.01999866669333308, 1e-7);  /* pos 2, j 2: sin(2 / 10000^(2/4)) */
     CHECK_NEAR(t4[8 + 3], 0.9998000066665778, 1e-7);   /* cos(0.02) */
     pc_sinusoidal_positions(t6, 6, 6);
     CHECK_NEAR(t6[5 * 6 + 2], 0.23000171166476746, 1e-7);  /* sin(5 / 10000^(2/6)) */

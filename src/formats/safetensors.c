@@ -215,7 +215,7 @@ static int cmp_by_offset(const void *a, const void *b)
 static pc_status check_tiling(const char *path, pc_st_tensor *t, int n, const unsigned char *data, uint64_t data_size,
                               pc_error *err)
 {
-    qsort(t, (size_t)n, sizeof *t, cmp_by_offset);
+    if (n > 1) qsort(t, (size_t)n, sizeof *t, cmp_by_offset);
     uint64_t covered = 0;
     for (int i = 0; i < n; i++) {
         uint64_t begin = (uint64_t)((const unsigned char *)t[i].data - data);
@@ -565,7 +565,7 @@ pc_status pc_st_read_f32(const pc_st_tensor *t, float *dst, int64_t n, pc_error 
     const unsigned char *p = t->data; /* may be unaligned: read bytes, never a float* */
     switch (t->dtype) {
     case PC_DT_F32:
-        memcpy(dst, p, (size_t)n * sizeof *dst);
+        if (n > 0) memcpy(dst, p, (size_t)n * sizeof *dst);
         return PEFTC_OK;
     case PC_DT_F16:
         for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));

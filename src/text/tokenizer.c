@@ -2,7 +2,6 @@
 
 #include "text/unicode.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -141,7 +141,7 @@ pc_status pc_vocab_add(pc_vocab *v, const char *tok, size_t len, int32_t id, pc_
         v->slots[slot] = id;
         return PEFTC_OK;
     }
-    uint32_t off;
+    uint32_t off = 0;
     PC_TRY(store_string(v, tok, len, &off, err));
     v->id_off[id] = off;
     v->id_len[id] = (uint32_t)len;

@@ -1,0 +1,25 @@
+/* The peftc command line: each subcommand parses its arguments (the same
+ * --key value names as the config file) and prints; the library does the work. */
+#ifndef PC_CLI_CLI_H
+#define PC_CLI_CLI_H
+
+#include "train/config.h"
+
+/* Splits argv into --key value pairs applied to cfg (keys without a value are booleans),
+ * CLI-only flags (--json, --decode...) recorded in *flags, and positional arguments in
+ * pos (n_pos). Returns 0, or prints the error and returns 2. */
+typedef struct cli_flags { int json; } cli_flags;
+int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char ***pos, int *n_pos);
+void cli_print_error(const pc_error *err);
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Validates cfg and runs pc_train, printing progress; returns an exit code. */
+int cli_run_training(const pc_config *cfg);
+
+#endif

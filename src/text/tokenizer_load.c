@@ -1,0 +1,554 @@
+/* Reading tokenizer.json / vocab.txt + tokenizer_config.json, and writing the latter pair. */
+#include "text/tokenizer_impl.h"
+
+#include "formats/json.h"
+#include "text/unicode.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const special_keys[PC_N_SPECIAL] = {"unk_token", "cls_token", "sep_token", "pad_token",
+                                                       "mask_token"};
+static const char *const special_defaults[PC_N_SPECIAL] = {"[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"};
+
+enum { DEFAULT_MODEL_MAX_LENGTH = 512, DEFAULT_MAX_INPUT_CHARS = 100 };
+
+/* What tokenizer_config.json says (absent keys keep these defaults). */
+typedef struct tok_config {
+    bool do_lower_case;
+    int strip_accents;             /* 0, 1, or -1 for null: follow do_lower_case */
+    bool tokenize_chinese_chars;
+    int model_max_length;
+    const char *names[PC_N_SPECIAL];  /* NULL when not given; point into the parsed JSON */
+} tok_config;
+
+/* ---- files and JSON ---------------------------------------------------------------- */
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static pc_status read_file(const char *path, char **data, size_t *len, pc_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return pc_fail(err, PEFTC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1 << 16;
+            char *grown = realloc(buf, cap + 1);
+            if (!grown) {
+                free(buf);
+                fclose(f);
+                return pc_fail(err, PEFTC_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap);
+            }
+            buf = grown;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    bool failed = ferror(f);
+    fclose(f);
+    if (failed) { free(buf); return pc_fail(err, PEFTC_ERR_IO, "%s: read error", path); }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return PEFTC_OK;
+}
+
+static pc_status parse_json_object(const char *path, cJSON **out, pc_error *err)
+{
+    PC_TRY(pc_json_parse_file(path, out, err));
+    if (cJSON_IsObject(*out)) return PEFTC_OK;
+    cJSON_Delete(*out);
+    *out = NULL;
+    return pc_fail(err, PEFTC_ERR_FORMAT, "%s: expected a JSON object at the top", path);
+}
+
+/* obj[key] as a bool; *out keeps its value when the key is absent or null. */
+static pc_status json_bool(const cJSON *obj, const char *key, bool *out, const char *file, pc_error *err)
+{
+    return pc_json_get_bool(obj, key, *out, out, file, err);
+}
+
+/* obj[key] as a string; *out keeps its value when the key is absent or null. */
+static pc_status json_string(const cJSON *obj, const char *key, const char **out, const char *file, pc_error *err)
+{
+    return pc_json_get_string(obj, key, *out, out, file, err);
+}
+
+/* obj[key] as an integer in [lo, hi]; *out keeps its value when the key is absent or null. */
+static pc_status json_int(const cJSON *obj, const char *key, long long lo, long long hi, long long *out,
+                          const char *file, pc_error *err)
+{
+    PC_TRY(pc_json_get_int(obj, key, *out, out, file, err));
+    if (*out < lo || *out > hi)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' = %lld is outside [%lld, %lld]", file, key, *out, lo, hi);
+    return PEFTC_OK;
+}
+
+/* A "type" field of an optional component object; NULL when the component is null. */
+static pc_status json_type(const cJSON *obj, const char *key, const char **type, const char *file, pc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *type = NULL;
+    if (!v || cJSON_IsNull(v)) return PEFTC_OK;
+    if (!cJSON_IsObject(v)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' must be an object or null", file, key);
+    PC_TRY(json_string(v, "type", type, file, err));
+    if (!*type) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' has no \"type\"", file, key);
+    return PEFTC_OK;
+}
+
+/* ---- tokenizer_config.json ------------------------------------------------------- */
+
+/* A special token in tokenizer_config.json: "[CLS]" or {"content": "[CLS]", ...}. */
+static pc_status config_name(const cJSON *root, const char *key, const char **out, const char *file,
+                             pc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (v && cJSON_IsObject(v)) return json_string(v, "content", out, file, err);
+    return json_string(root, key, out, file, err);
+}
+
+static pc_status parse_config(const cJSON *root, const char *file, tok_config *c, pc_error *err)
+{
+    PC_TRY(json_bool(root, "do_lower_case", &c->do_lower_case, file, err));
+    bool strip = false;
+    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(root, "strip_accents");
+    if (sa && !cJSON_IsNull(sa)) {
+        PC_TRY(json_bool(root, "strip_accents", &strip, file, err));
+        c->strip_accents = strip;
+    }
+    PC_TRY(json_bool(root, "tokenize_chinese_chars", &c->tokenize_chinese_chars, file, err));
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model_max_length");
+    if (m && !cJSON_IsNull(m)) {
+        /* transformers writes 1e30 for "no limit"; anything past INT_MAX means that here. */
+        if (!cJSON_IsNumber(m) || !(m->valuedouble >= 1))
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: 'model_max_length' must be a positive integer", file);
+        c->model_max_length = m->valuedouble >= (double)INT_MAX ? INT_MAX : (int)m->valuedouble;
+    }
+    for (int i = 0; i < PC_N_SPECIAL; i++) PC_TRY(config_name(root, special_keys[i], &c->names[i], file, err));
+    return PEFTC_OK;
+}
+
+/* ---- tokenizer.json ---------------------------------------------------------------- */
+
+static pc_status parse_normalizer(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
+{
+    const char *type;
+    PC_TRY(json_type(root, "normalizer", &type, file, err));
+    t->bert = (pc_bert_normalizer){false, false, false, false};
+    if (!type) return PEFTC_OK;
+    if (strcmp(type, "BertNormalizer") != 0)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: normalizer type '%s' is not supported (WordPiece "
+                       "tokenizers read BertNormalizer)", file, type);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    t->bert = (pc_bert_normalizer){true, true, true, true};
+    PC_TRY(json_bool(n, "clean_text", &t->bert.clean_text, file, err));
+    PC_TRY(json_bool(n, "handle_chinese_chars", &t->bert.handle_chinese_chars, file, err));
+    PC_TRY(json_bool(n, "lowercase", &t->bert.lowercase, file, err));
+    t->bert.strip_accents = t->bert.lowercase;          /* strip_accents null follows lowercase */
+    return json_bool(n, "strip_accents", &t->bert.strip_accents, file, err);
+}
+
+static pc_status parse_pre_tokenizer(const cJSON *root, const char *file, pc_error *err)
+{
+    const char *type;
+    PC_TRY(json_type(root, "pre_tokenizer", &type, file, err));
+    if (!type || strcmp(type, "BertPreTokenizer") != 0)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: pre_tokenizer %s%s%s is not supported (WordPiece "
+                       "tokenizers read BertPreTokenizer)", file, type ? "type '" : "null", type ? type : "",
+                       type ? "'" : "");
+    return PEFTC_OK;
+}
+
+static pc_status parse_vocab_object(pc_vocab *v, const cJSON *vocab, const char *file, pc_error *err)
+{
+    if (!cJSON_IsObject(vocab)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: model has no 'vocab' object", file);
+    for (const cJSON *e = vocab->child; e; e = e->next) {
+        size_t len = strlen(e->string);
+        if (pc_utf8_invalid_at(e->string, len) < len)
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' is not valid UTF-8", file, e->string);
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble)
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' has no integer id", file, e->string);
+        pc_status s = pc_vocab_add(v, e->string, len, (int32_t)e->valuedouble, err);
+        if (s != PEFTC_OK) return pc_error_prefix(err, "%s", file);
+    }
+    return PEFTC_OK;
+}
+
+static pc_status set_wordpiece_unk(pc_tokenizer *t, const char *unk, const char *file, pc_error *err)
+{
+    t->wordpiece.unk_id = pc_vocab_find(&t->wordpiece.vocab, unk, strlen(unk));
+    if (t->wordpiece.unk_id < 0)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: unk_token '%s' is not in the vocabulary", file, unk);
+    return PEFTC_OK;
+}
+
+static pc_status set_special_name(pc_tokenizer *t, int which, const char *name, pc_error *err)
+{
+    char *copy = strdup(name);
+    if (!copy) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for special token '%s'", name);
+    free(t->special_names[which]);
+    t->special_names[which] = copy;
+    return PEFTC_OK;
+}
+
+static pc_status parse_wordpiece_model(pc_tokenizer *t, const cJSON *model, const char *file, pc_error *err)
+{
+    const char *unk = "[UNK]", *prefix = "##";
+    long long max_chars = DEFAULT_MAX_INPUT_CHARS;
+    PC_TRY(json_string(model, "unk_token", &unk, file, err));
+    PC_TRY(json_string(model, "continuing_subword_prefix", &prefix, file, err));
+    PC_TRY(json_int(model, "max_input_chars_per_word", 0, INT_MAX, &max_chars, file, err));
+    if (strlen(prefix) >= sizeof t->wordpiece.prefix)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: continuing_subword_prefix '%s' is too long", file, prefix);
+    strcpy(t->wordpiece.prefix, prefix);
+    t->wordpiece.prefix_len = strlen(prefix);
+    t->wordpiece.max_input_chars = (size_t)max_chars;
+    PC_TRY(parse_vocab_object(&t->wordpiece.vocab, cJSON_GetObjectItemCaseSensitive(model, "vocab"), file, err));
+    PC_TRY(set_wordpiece_unk(t, unk, file, err));
+    return set_special_name(t, PC_SPECIAL_UNK, unk, err);
+}
+
+static pc_status parse_added_token(pc_tokenizer *t, const cJSON *a, size_t index, const char *file, pc_error *err)
+{
+    const char *content = NULL;
+    long long id = -1;
+    bool single_word = false, lstrip = false, rstrip = false, normalized = true, special = false;
+    if (!cJSON_IsObject(a)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] is not an object", file, index);
+    PC_TRY(json_string(a, "content", &content, file, err));
+    PC_TRY(json_int(a, "id", 0, PC_VOCAB_MAX_ID, &id, file, err));
+    if (!content || id < 0)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] needs 'content' and 'id'", file, index);
+    size_t len = strlen(content);
+    if (pc_utf8_invalid_at(content, len) < len)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] is not valid UTF-8", file, index);
+    PC_TRY(json_bool(a, "single_word", &single_word, file, err));
+    PC_TRY(json_bool(a, "lstrip", &lstrip, file, err));
+    PC_TRY(json_bool(a, "rstrip", &rstrip, file, err));
+    PC_TRY(json_bool(a, "normalized", &normalized, file, err));
+    PC_TRY(json_bool(a, "special", &special, file, err));
+    if (len == 0) return PEFTC_OK;                     /* Hugging Face ignores empty added tokens */
+    return pc_added_add(&t->added, content, len, (int32_t)id, single_word, lstrip, rstrip, normalized, special, err);
+}
+
+static pc_status parse_added_tokens(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (!list || cJSON_IsNull(list)) return PEFTC_OK;
+    if (!cJSON_IsArray(list)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: 'added_tokens' must be an array", file);
+    size_t i = 0;
+    for (const cJSON *a = list->child; a; a = a->next, i++) PC_TRY(parse_added_token(t, a, i, file, err));
+    return PEFTC_OK;
+}
+
+static pc_status append_id(int32_t **v, size_t *n, int32_t id, pc_error *err)
+{
+    int32_t *grown = realloc(*v, (*n + 1) * sizeof *grown);
+    if (!grown) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for the post-processor");
+    grown[(*n)++] = id;
+    *v = grown;
+    return PEFTC_OK;
+}
+
+/* BertProcessing: {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}. */
+static pc_status parse_bert_processing(pc_tokenizer *t, const cJSON *pp, const char *file, pc_error *err)
+{
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(pp, "cls"), *sep = cJSON_GetObjectItemCaseSensitive(pp, "sep");
+    const cJSON *cls_id = cJSON_GetArrayItem(cls, 1), *sep_id = cJSON_GetArrayItem(sep, 1);
+    if (!cJSON_IsNumber(cls_id) || !cJSON_IsNumber(sep_id) || cls_id->valueint < 0 || sep_id->valueint < 0)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: BertProcessing needs \"cls\" and \"sep\" as [token, id]", file);
+    PC_TRY(append_id(&t->prefix_ids, &t->n_prefix, cls_id->valueint, err));
+    return append_id(&t->suffix_ids, &t->n_suffix, sep_id->valueint, err);
+}
+
+/* TemplateProcessing: "single" is a list of {"SpecialToken": {"id": name}} and one
+ * {"Sequence": {"id": "A"}}; "special_tokens" maps each name to its "ids". */
+static pc_status parse_template(pc_tokenizer *t, const cJSON *pp, const char *file, pc_error *err)
+{
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
+    const cJSON *specials = cJSON_GetObjectItemCaseSensitive(pp, "special_tokens");
+    if (!cJSON_IsArray(single))
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: TemplateProcessing has no \"single\" list", file);
+    bool seen_sequence = false;
+    for (const cJSON *piece = single->child; piece; piece = piece->next) {
+        if (cJSON_GetObjectItemCaseSensitive(piece, "Sequence")) {
+            if (seen_sequence) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: \"single\" holds two sequences", file);
+            seen_sequence = true;
+            continue;
+        }
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(piece, "SpecialToken");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(st, "id");
+        if (!cJSON_IsString(name))
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: \"single\" piece is neither Sequence nor SpecialToken", file);
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(specials,
+                                                            name->valuestring), "ids");
+        if (!cJSON_IsArray(ids))
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: special token '%s' of the template has no ids", file,
+                           name->valuestring);
+        for (const cJSON *id = ids->child; id; id = id->next) {
+            if (!cJSON_IsNumber(id) || id->valueint < 0)
+                return pc_fail(err, PEFTC_ERR_FORMAT, "%s: special token '%s' has a bad id", file, name->valuestring);
+            if (seen_sequence) PC_TRY(append_id(&t->suffix_ids, &t->n_suffix, id->valueint, err));
+            else PC_TRY(append_id(&t->prefix_ids, &t->n_prefix, id->valueint, err));
+        }
+    }
+    if (!seen_sequence) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: \"single\" has no Sequence", file);
+    return PEFTC_OK;
+}
+
+static pc_status parse_post_processor(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
+{
+    const char *type;
+    PC_TRY(json_type(root, "post_processor", &type, file, err));
+    if (!type) return PEFTC_OK;
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    if (strcmp(type, "TemplateProcessing") == 0) return parse_template(t, pp, file, err);
+    if (strcmp(type, "BertProcessing") == 0) return parse_bert_processing(t, pp, file, err);
+    return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: post_processor type '%s' is not supported", file, type);
+}
+
+static pc_status parse_tokenizer_json(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const char *type = NULL;
+    if (!cJSON_IsObject(model)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: no 'model' object", file);
+    PC_TRY(json_string(model, "type", &type, file, err));
+    if (!type) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: 'model' has no \"type\"", file);
+    if (strcmp(type, "WordPiece") != 0)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (peftc reads WordPiece)",
+                       file, type);
+    t->kind = PC_TOKENIZER_WORDPIECE;
+    PC_TRY(parse_normalizer(t, root, file, err));
+    PC_TRY(parse_pre_tokenizer(root, file, err));
+    PC_TRY(parse_wordpiece_model(t, model, file, err));
+    PC_TRY(parse_added_tokens(t, root, file, err));
+    return parse_post_processor(t, root, file, err);
+}
+
+static pc_status load_tokenizer_json(pc_tokenizer *t, const char *path, pc_error *err)
+{
+    cJSON *root;
+    PC_TRY(parse_json_object(path, &root, err));
+    pc_status s = parse_tokenizer_json(t, root, path, err);
+    cJSON_Delete(root);
+    return s;
+}
+
+/* ---- vocab.txt ------------------------------------------------------------------- */
+
+/* One token per line, the id is the line number from 0 (a "\r\n" ending counts as "\n"). */
+static pc_status parse_vocab_txt(pc_vocab *v, const char *data, size_t len, const char *file, pc_error *err)
+{
+    int32_t id = 0;
+    for (size_t pos = 0; pos < len; id++) {
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - data) : len, tok_len = end - pos;
+        if (tok_len > 0 && data[end - 1] == '\r') tok_len--;
+        if (pc_utf8_invalid_at(data + pos, tok_len) < tok_len)
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: line %d: invalid UTF-8", file, (int)id + 1);
+        if (pc_vocab_add(v, data + pos, tok_len, id, err) != PEFTC_OK)
+            return pc_error_prefix(err, "%s: line %d", file, (int)id + 1);
+        pos = end + 1;
+    }
+    return PEFTC_OK;
+}
+
+/* BertTokenizer from vocab.txt: its five special tokens are raw (not normalized) added
+ * tokens and the post-processor is [CLS] A [SEP], as transformers converts it. */
+static pc_status load_vocab_txt(pc_tokenizer *t, const char *path, const tok_config *c, pc_error *err)
+{
+    char *data = NULL;
+    size_t len = 0;
+    PC_TRY(read_file(path, &data, &len, err));
+    pc_status s = parse_vocab_txt(&t->wordpiece.vocab, data, len, path, err);
+    free(data);
+    PC_TRY(s);
+    t->kind = PC_TOKENIZER_WORDPIECE;
+    t->bert = (pc_bert_normalizer){true, c->tokenize_chinese_chars,
+                                   c->strip_accents < 0 ? c->do_lower_case : c->strip_accents == 1,
+                                   c->do_lower_case};
+    strcpy(t->wordpiece.prefix, "##");
+    t->wordpiece.prefix_len = 2;
+    t->wordpiece.max_input_chars = DEFAULT_MAX_INPUT_CHARS;
+    PC_TRY(set_wordpiece_unk(t, t->special_names[PC_SPECIAL_UNK], path, err));
+    for (int i = 0; i < PC_N_SPECIAL; i++) {
+        const char *name = t->special_names[i];
+        int32_t id = pc_vocab_find(&t->wordpiece.vocab, name, strlen(name));
+        if (id >= 0) PC_TRY(pc_added_add(&t->added, name, strlen(name), id, false, false, false, false, true, err));
+        else if (i == PC_SPECIAL_CLS || i == PC_SPECIAL_SEP)
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: %s '%s' is not in the vocabulary", path, special_keys[i], name);
+    }
+    PC_TRY(append_id(&t->prefix_ids, &t->n_prefix, pc_tokenizer_token_to_id(t, t->special_names[PC_SPECIAL_CLS]), err));
+    return append_id(&t->suffix_ids, &t->n_suffix, pc_tokenizer_token_to_id(t, t->special_names[PC_SPECIAL_SEP]), err);
+}
+
+/* ---- common ---------------------------------------------------------------------- */
+
+/* Normalized added tokens match the normalized text, so their pattern is normalized too. */
+static pc_status normalize_added_patterns(pc_tokenizer *t, pc_error *err)
+{
+    pc_strbuf out = {0};
+    pc_cpbuf s1 = {0}, s2 = {0};
+    pc_status s = PEFTC_OK;
+    for (size_t i = 0; i < t->added.n && s == PEFTC_OK; i++) {
+        const pc_added_token *a = &t->added.tokens[i];
+        if (!a->normalized) continue;
+        s = pc_tokenizer_normalize(t, a->content, a->len, &out, &s1, &s2, err);
+        if (s != PEFTC_OK) break;
+        char *pattern = malloc(out.n + 1);
+        if (!pattern) { s = pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for added token patterns"); break; }
+        memcpy(pattern, out.v ? out.v : "", out.n);
+        pattern[out.n] = '\0';
+        pc_added_set_pattern(&t->added, i, pattern, out.n);
+    }
+    free(out.v);
+    free(s1.v);
+    free(s2.v);
+    return s;
+}
+
+static void finish(pc_tokenizer *t)
+{
+    for (int i = 0; i < PC_N_SPECIAL; i++) t->special_ids[i] = pc_tokenizer_token_to_id(t, t->special_names[i]);
+    t->n_ids = t->wordpiece.vocab.n_ids;
+    for (size_t i = 0; i < t->added.n; i++)
+        if (t->added.tokens[i].id >= t->n_ids) t->n_ids = t->added.tokens[i].id + 1;
+}
+
+static pc_status load_config(const char *dir, tok_config *c, cJSON **root, pc_error *err)
+{
+    char path[4096];
+    *c = (tok_config){true, -1, true, DEFAULT_MODEL_MAX_LENGTH, {NULL}};
+    *root = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if (!file_exists(path)) return PEFTC_OK;
+    PC_TRY(parse_json_object(path, root, err));
+    return parse_config(*root, path, c, err);
+}
+
+static pc_status load_into(pc_tokenizer *t, const char *dir, const tok_config *c, pc_error *err)
+{
+    char path[4096];
+    t->model_max_length = c->model_max_length;
+    for (int i = 0; i < PC_N_SPECIAL; i++)
+        PC_TRY(set_special_name(t, i, c->names[i] ? c->names[i] : special_defaults[i], err));
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (file_exists(path)) {
+        PC_TRY(load_tokenizer_json(t, path, err));
+    } else {
+        snprintf(path, sizeof path, "%s/vocab.txt", dir);
+        if (!file_exists(path))
+            return pc_fail(err, PEFTC_ERR_IO, "%s: neither tokenizer.json nor vocab.txt is there", dir);
+        PC_TRY(load_vocab_txt(t, path, c, err));
+    }
+    PC_TRY(normalize_added_patterns(t, err));
+    finish(t);
+    return PEFTC_OK;
+}
+
+pc_status pc_tokenizer_load(const char *dir, pc_tokenizer **out, pc_error *err)
+{
+    if (!dir || !out) return pc_fail(err, PEFTC_ERR_INVALID, "pc_tokenizer_load: NULL argument");
+    *out = NULL;
+    if (strlen(dir) > 4000) return pc_fail(err, PEFTC_ERR_INVALID, "tokenizer directory name is too long");
+    pc_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for a tokenizer");
+    tok_config c;
+    cJSON *config;
+    pc_status s = load_config(dir, &c, &config, err);
+    if (s == PEFTC_OK) s = load_into(t, dir, &c, err);
+    cJSON_Delete(config);
+    if (s != PEFTC_OK) { pc_tokenizer_free(t); return s; }
+    *out = t;
+    return PEFTC_OK;
+}
+
+/* ---- writing vocab.txt + tokenizer_config.json ------------------------------------ */
+
+static pc_status unsupported_save(const char *why, pc_error *err)
+{
+    return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: %s", why);
+}
+
+/* Whether loading vocab.txt + tokenizer_config.json would give back exactly t. */
+static pc_status check_saveable(const pc_tokenizer *t, pc_error *err)
+{
+    const pc_wordpiece *wp = &t->wordpiece;
+    if (t->kind != PC_TOKENIZER_WORDPIECE) return unsupported_save("not a WordPiece tokenizer", err);
+    if (!t->bert.clean_text) return unsupported_save("clean_text is off", err);
+    if (strcmp(wp->prefix, "##") != 0) return unsupported_save("continuing_subword_prefix is not \"##\"", err);
+    if (wp->max_input_chars != DEFAULT_MAX_INPUT_CHARS) return unsupported_save("max_input_chars_per_word is not 100", err);
+    if (t->n_prefix != 1 || t->n_suffix != 1 || t->prefix_ids[0] != t->special_ids[PC_SPECIAL_CLS] ||
+        t->suffix_ids[0] != t->special_ids[PC_SPECIAL_SEP])
+        return unsupported_save("the post-processor is not [CLS] A [SEP]", err);
+    if (t->n_ids != wp->vocab.n_ids) return unsupported_save("added tokens lie outside the vocabulary", err);
+    for (size_t i = 0; i < t->added.n; i++) {
+        const pc_added_token *a = &t->added.tokens[i];
+        bool named = false;
+        for (int k = 0; k < PC_N_SPECIAL; k++) named |= strcmp(a->content, t->special_names[k]) == 0;
+        if (!named || a->normalized || a->lstrip || a->rstrip || a->single_word ||
+            pc_vocab_find(&wp->vocab, a->content, a->len) != a->id)
+            return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: added token '%s' is not one of "
+                           "the five plain special tokens of the vocabulary", a->content);
+    }
+    for (int32_t id = 0; id < wp->vocab.n_ids; id++) {
+        const char *tok = pc_vocab_token(&wp->vocab, id, NULL);
+        if (!tok) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: id %d has no token", (int)id);
+        if (strpbrk(tok, "\r\n"))
+            return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: token %d holds a line break", (int)id);
+    }
+    return PEFTC_OK;
+}
+
+static pc_status write_vocab_txt(const pc_tokenizer *t, const char *path, pc_error *err)
+{
+    pc_strbuf b = {0};
+    pc_status s = PEFTC_OK;
+    for (int32_t id = 0; id < t->wordpiece.vocab.n_ids && s == PEFTC_OK; id++) {
+        size_t len;
+        const char *tok = pc_vocab_token(&t->wordpiece.vocab, id, &len);
+        s = pc_strbuf_append(&b, tok, len, err);
+        if (s == PEFTC_OK) s = pc_strbuf_append(&b, "\n", 1, err);
+    }
+    if (s == PEFTC_OK) s = pc_write_file_atomic(path, b.v ? b.v : "", b.n, err);
+    free(b.v);
+    return s;
+}
+
+static pc_status write_config(const pc_tokenizer *t, const char *path, pc_error *err)
+{
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root && cJSON_AddStringToObject(root, "tokenizer_class", "BertTokenizer") &&
+              cJSON_AddBoolToObject(root, "do_lower_case", t->bert.lowercase) &&
+              cJSON_AddBoolToObject(root, "strip_accents", t->bert.strip_accents) &&
+              cJSON_AddBoolToObject(root, "tokenize_chinese_chars", t->bert.handle_chinese_chars) &&
+              cJSON_AddNumberToObject(root, "model_max_length", t->model_max_length);
+    for (int i = 0; i < PC_N_SPECIAL && ok; i++)
+        ok = cJSON_AddStringToObject(root, special_keys[i], t->special_names[i]) != NULL;
+    pc_status s = ok ? pc_json_write_file_atomic(path, root, true, err)
+                     : pc_fail(err, PEFTC_ERR_NOMEM, "out of memory writing %s", path);
+    cJSON_Delete(root);
+    return s;
+}
+
+pc_status pc_tokenizer_save_wordpiece(const pc_tokenizer *t, const char *dir, pc_error *err)
+{
+    if (!t || !dir) return pc_fail(err, PEFTC_ERR_INVALID, "pc_tokenizer_save_wordpiece: NULL argument");
+    if (strlen(dir) > 4000) return pc_fail(err, PEFTC_ERR_INVALID, "tokenizer directory name is too long");
+    PC_TRY(check_saveable(t, err));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    PC_TRY(write_vocab_txt(t, path, err));
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    return write_config(t, path, err);
+}
