@@ -440,4 +440,17 @@ TEST(config_to_json_round_trips)
     free(text);
     cJSON_Delete(j);
     pc_config_free(&c);
+
+    /* an unset num_labels stays unset (the model's config.json decides) */
+    pc_config_init(&c);
+    CHECK_INT_EQ(pc_config_to_json(&c, &j, &err), PEFTC_OK);
+    CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "num_labels")));
+    text = cJSON_PrintUnformatted(j);
+    write_tmp(path, sizeof path, "roundtrip.json", text ? text : "");
+    CHECK_INT_EQ(pc_config_load_json(&c, path, &err), PEFTC_OK);
+    CHECK(!c.num_labels_given);
+    CHECK_INT_EQ(c.num_labels, 2);
+    free(text);
+    cJSON_Delete(j);
+    pc_config_free(&c);
 }

@@ -76,6 +76,20 @@ TEST(rng_bulk_equals_sequential)
     CHECK(pc_rng_uniform(&c) == bulk_u[500]);
 }
 
+/* The 64-bit counter's low word wraps inside a bulk block: the high word must follow per element. */
+TEST(rng_bulk_equals_sequential_across_counter_carry)
+{
+    enum { N = 40 };
+    float bulk[N];
+    pc_rng a, b;
+    pc_rng_init(&a, 9, "carry");
+    pc_rng_init(&b, 9, "carry");
+    a.counter = b.counter = 0xFFFFFFFFull - 20;
+    pc_rng_fill_uniform(&a, bulk, N, 0.0f, 1.0f);
+    for (int i = 0; i < N; i++) CHECK(bulk[i] == pc_rng_uniform(&b));
+    CHECK(a.counter == b.counter);
+}
+
 TEST(rng_fill_affine_map)
 {
     float u[64], v[64], n[64], m[64];

@@ -53,7 +53,7 @@ static const pc_key keys[] = {
     K_STR(output_dir, "trainer_output", false),
     K_STR(task_type, "SEQ_CLS", false),
     K_INT(max_length, "0", true),
-    { "num_labels", KEY_NUM_LABELS, F(num_labels), 0, "2", false, NULL },
+    { "num_labels", KEY_NUM_LABELS, F(num_labels), 0, "2", true, NULL },
     { "id2label", KEY_ID2LABEL, F(id2label), 0, NULL, true, NULL },
     { "label2id", KEY_LABEL2ID, F(id2label), 0, NULL, true, NULL },
 
@@ -229,9 +229,8 @@ static void reset_key(pc_config *c, const pc_key *k)
         *(int *)((char *)c + k->count_off) = 0;
         break;
     case KEY_TARGETS: clear_targets(c); break;
-    case KEY_NUM_LABELS:
-        clear_labels(c);
-        c->num_labels = 2;
+    case KEY_NUM_LABELS:  /* back to "not given": id2label's count, else 2 */
+        if (!c->id2label) c->num_labels = 2;
         c->num_labels_given = false;
         break;
     case KEY_ID2LABEL:
@@ -866,7 +865,9 @@ static bool key_value(const pc_config *c, const pc_key *k, cJSON **out)
         *out = s ? cJSON_CreateString(s) : cJSON_CreateNull();
         return true;
     case KEY_INT: *out = cJSON_CreateNumber(*CFIELD(c, k, int)); return true;
-    case KEY_NUM_LABELS: *out = cJSON_CreateNumber(c->num_labels); return true;
+    case KEY_NUM_LABELS:
+        *out = c->num_labels_given ? cJSON_CreateNumber(c->num_labels) : cJSON_CreateNull();
+        return true;
     case KEY_DBL: *out = cJSON_CreateNumber(*CFIELD(c, k, double)); return true;
     case KEY_BOOL: *out = cJSON_CreateBool(*CFIELD(c, k, bool)); return true;
     case KEY_LIST:
