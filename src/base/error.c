@@ -19,15 +19,15 @@ pc_status pc_fail(pc_error *err, pc_status code, const char *fmt, ...)
 pc_status pc_error_prefix(pc_error *err, const char *fmt, ...)
 {
     if (!err) return PEFTC_ERR_INVALID;
-    char prefix[512], old[sizeof err->msg];
+    char joined[2 * sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(joined, sizeof err->msg, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    int n = snprintf(err->msg, sizeof err->msg, "%s: ", prefix);
-    if (n > 0 && (size_t)n < sizeof err->msg)
-        snprintf(err->msg + n, sizeof err->msg - (size_t)n, "%s", old);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof err->msg) n = (int)sizeof err->msg - 1;
+    snprintf(joined + n, sizeof joined - (size_t)n, ": %s", err->msg);
+    snprintf(err->msg, sizeof err->msg, "%.*s", (int)sizeof err->msg - 1, joined);
     return err->code;
 }
 

@@ -68,7 +68,7 @@ static utf8proc_category_t category(uint32_t cp)
 
 /* Hugging Face tokenizers takes categories (Cc/Cf/Co, P*, Mn) from the unicode_categories
  * crate, whose tables are Unicode 8.0, but lowercasing from Rust's std (Unicode 16.0).
- * utf8proc is somewhere between, so these tables list the code points where its answer
+ * utf8proc (2.8: Unicode 15.0) is in between, so these tables list the code points where its answer
  * differs from tokenizers'; tests/test_tokenizer_unicode.c checks every code point. */
 typedef struct { uint32_t first, last; } cp_range;
 
@@ -98,6 +98,31 @@ static const cp_range newer_punct[] = {
 /* Punctuation (Po) in Unicode 8.0 that later versions moved to another category. */
 static const cp_range former_punct[] = { {0x166D, 0x166D}, {0x111C9, 0x111C9} };
 
+/* Nonspacing marks assigned after Unicode 8.0: strip_accents keeps them. */
+static const cp_range newer_mark[] = {
+    {0x07FD, 0x07FD}, {0x0898, 0x089F}, {0x08CA, 0x08E1}, {0x09FE, 0x09FE}, {0x0AFA, 0x0AFF}, {0x0B55, 0x0B55},
+    {0x0C04, 0x0C04}, {0x0C3C, 0x0C3C}, {0x0D00, 0x0D00}, {0x0D3B, 0x0D3C}, {0x0D81, 0x0D81}, {0x0EBA, 0x0EBA},
+    {0x0ECE, 0x0ECE}, {0x180F, 0x180F}, {0x1885, 0x1886}, {0x1ABF, 0x1ACE}, {0x1DF6, 0x1DFB}, {0xA82C, 0xA82C},
+    {0xA8C5, 0xA8C5}, {0xA8FF, 0xA8FF}, {0xA9BD, 0xA9BD}, {0x10D24, 0x10D27}, {0x10EAB, 0x10EAC},
+    {0x10EFD, 0x10EFF}, {0x10F46, 0x10F50}, {0x10F82, 0x10F85}, {0x11070, 0x11070}, {0x11073, 0x11074},
+    {0x110C2, 0x110C2}, {0x111C9, 0x111C9}, {0x111CF, 0x111CF}, {0x1123E, 0x1123E}, {0x11241, 0x11241},
+    {0x1133B, 0x1133B}, {0x11438, 0x1143F}, {0x11442, 0x11444}, {0x11446, 0x11446}, {0x1145E, 0x1145E},
+    {0x1182F, 0x11837}, {0x11839, 0x1183A}, {0x1193B, 0x1193C}, {0x1193E, 0x1193E}, {0x11943, 0x11943},
+    {0x119D4, 0x119D7}, {0x119DA, 0x119DB}, {0x119E0, 0x119E0}, {0x11A01, 0x11A0A}, {0x11A33, 0x11A38},
+    {0x11A3B, 0x11A3E}, {0x11A47, 0x11A47}, {0x11A51, 0x11A56}, {0x11A59, 0x11A5B}, {0x11A8A, 0x11A96},
+    {0x11A98, 0x11A99}, {0x11C30, 0x11C36}, {0x11C38, 0x11C3D}, {0x11C3F, 0x11C3F}, {0x11C92, 0x11CA7},
+    {0x11CAA, 0x11CB0}, {0x11CB2, 0x11CB3}, {0x11CB5, 0x11CB6}, {0x11D31, 0x11D36}, {0x11D3A, 0x11D3A},
+    {0x11D3C, 0x11D3D}, {0x11D3F, 0x11D45}, {0x11D47, 0x11D47}, {0x11D90, 0x11D91}, {0x11D95, 0x11D95},
+    {0x11D97, 0x11D97}, {0x11EF3, 0x11EF4}, {0x11F00, 0x11F01}, {0x11F36, 0x11F3A}, {0x11F40, 0x11F40},
+    {0x11F42, 0x11F42}, {0x13440, 0x13440}, {0x13447, 0x13455}, {0x16F4F, 0x16F4F}, {0x16FE4, 0x16FE4},
+    {0x1CF00, 0x1CF2D}, {0x1CF30, 0x1CF46}, {0x1E000, 0x1E006}, {0x1E008, 0x1E018}, {0x1E01B, 0x1E021},
+    {0x1E023, 0x1E024}, {0x1E026, 0x1E02A}, {0x1E08F, 0x1E08F}, {0x1E130, 0x1E136}, {0x1E2AE, 0x1E2AE},
+    {0x1E2EC, 0x1E2EF}, {0x1E4EC, 0x1E4EF}, {0x1E944, 0x1E94A},
+};
+
+/* A nonspacing mark (Mn) in Unicode 8.0 that later versions made spacing (Mc). */
+static const cp_range former_mark[] = { {0x1734, 0x1734} };
+
 /* Lowercase mappings added in Unicode 16.0 (utf8proc 2.8 has 15.0). */
 static const struct { uint32_t first, last, lower; } newer_lower[] = {
     {0x1C89, 0x1C89, 0x1C8A}, {0xA7CB, 0xA7CB, 0x0264}, {0xA7CC, 0xA7CC, 0xA7CD}, {0xA7CE, 0xA7CE, 0xA7CF},
@@ -106,6 +131,15 @@ static const struct { uint32_t first, last, lower; } newer_lower[] = {
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Below U+0300 no code point is a mark, has a combining class, or (below U+00C0) a
+ * canonical decomposition: the fast paths for the common Latin text. */
+enum { FIRST_MARK = 0x300, FIRST_DECOMPOSABLE = 0xC0 };
+
+static int combining_class(uint32_t cp)
+{
+    return cp < FIRST_MARK ? 0 : utf8proc_get_property((utf8proc_int32_t)cp)->combining_class;
+}
 
 bool pc_uni_is_whitespace(uint32_t cp)
 {
@@ -122,6 +156,7 @@ bool pc_uni_is_removed_control(uint32_t cp)
 {
     if (cp == 0 || cp == 0xFFFD) return true;
     if (cp == '\t' || cp == '\n' || cp == '\r') return false;
+    if (cp < 0x80) return cp < 0x20 || cp == 0x7F;
     utf8proc_category_t c = category(cp);
     if (c == UTF8PROC_CATEGORY_CF) return !in_ranges(cp, newer_format, N_OF(newer_format));
     return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CO;
@@ -148,7 +183,9 @@ bool pc_uni_is_cjk(uint32_t cp)
 
 bool pc_uni_is_nonspacing_mark(uint32_t cp)
 {
-    return category(cp) == UTF8PROC_CATEGORY_MN;
+    if (cp < FIRST_MARK) return false;
+    if (category(cp) == UTF8PROC_CATEGORY_MN) return !in_ranges(cp, newer_mark, N_OF(newer_mark));
+    return in_ranges(cp, former_mark, N_OF(former_mark));
 }
 
 bool pc_uni_is_word_char(uint32_t cp)
@@ -161,6 +198,7 @@ bool pc_uni_is_word_char(uint32_t cp)
 int pc_uni_lower(uint32_t cp, uint32_t out[2])
 {
     /* The only unconditional multi-code-point lowercase mapping (SpecialCasing.txt). */
+    if (cp < 0x80) { out[0] = cp >= 'A' && cp <= 'Z' ? cp + 32 : cp; return 1; }
     if (cp == 0x130) { out[0] = 'i'; out[1] = 0x307; return 2; }
     for (size_t i = 0; i < N_OF(newer_lower); i++)
         if (cp >= newer_lower[i].first && cp <= newer_lower[i].last) {
@@ -180,11 +218,11 @@ pc_status pc_uni_nfd(const uint32_t *cps, size_t n, pc_cpbuf *out, pc_error *err
         utf8proc_int32_t *dst = (utf8proc_int32_t *)out->v + out->n;
         utf8proc_ssize_t k = 0;
         /* tokenizers' NFD tables leave U+11938 DIVES AKURU VOWEL SIGN O whole. */
-        if (cps[i] != 0x11938) {
+        if (cps[i] >= FIRST_DECOMPOSABLE && cps[i] != 0x11938) {
             int last = 0;
             k = utf8proc_decompose_char((utf8proc_int32_t)cps[i], dst, MAX_DECOMPOSITION, UTF8PROC_DECOMPOSE, &last);
         }
-        if (k <= 0 || k > MAX_DECOMPOSITION) { *dst = (utf8proc_int32_t)cps[i]; k = 1; }
+        if (k <= 0 || k > MAX_DECOMPOSITION) { *dst = (utf8proc_int32_t)cps[i]; k = 1; }  /* no decomposition */
         out->n += (size_t)k;
     }
     uint32_t *buf = out->v;
@@ -192,11 +230,11 @@ pc_status pc_uni_nfd(const uint32_t *cps, size_t n, pc_cpbuf *out, pc_error *err
     /* Canonical ordering: a stable sort by combining class inside each run of non-starters. */
     for (size_t i = first + 1; i < len; i++) {
         uint32_t c = buf[i];
-        int ccc = utf8proc_get_property((utf8proc_int32_t)c)->combining_class;
+        int ccc = combining_class(c);
         if (ccc == 0) continue;
         size_t j = i;
         while (j > first) {
-            int prev = utf8proc_get_property((utf8proc_int32_t)buf[j - 1])->combining_class;
+            int prev = combining_class(buf[j - 1]);
             if (prev <= ccc) break;
             buf[j] = buf[j - 1];
             j--;

@@ -73,7 +73,10 @@ async function idsFixture() {
   const texts = readJsonl(path.join(data, "mini_train.jsonl")).concat(readJsonl(path.join(data, "mini_validation.jsonl")));
   const longest = texts.slice().sort((a, b) => b.length - a.length).slice(0, 5);
   const lines = [];
-  const add = (variant, text, ids, extra) => lines.push(JSON.stringify(Object.assign({variant, text, ids}, extra)));
+  // JSON parsers in C stop strings at U+0000, so such texts also come as UTF-8 hex.
+  const hexOf = (text) => (text.includes("\u0000") ? {hex: Buffer.from(text, "utf8").toString("hex")} : {});
+  const add = (variant, text, ids, extra) =>
+    lines.push(JSON.stringify(Object.assign({variant, text}, hexOf(text), {ids}, extra)));
   for (const v of variants) {
     lines.push(JSON.stringify(v));
     const tok = makeTokenizer(v);
