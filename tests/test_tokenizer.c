@@ -147,6 +147,32 @@ TEST(tokenizer_special_ids_and_vocab)
     pc_tokenizer_free(t);
 }
 
+/* tokenizer.json with a cased BertNormalizer (other options at their defaults), a
+ * BertProcessing post-processor and an added token outside the vocabulary. */
+TEST(tokenizer_json_bert_processing_and_added_token)
+{
+    const char *dir = tmp_subdir("bert_processing");
+    write_text(dir, "tokenizer.json",
+               "{\"added_tokens\": [{\"id\": 13, \"content\": \"<x>\", \"single_word\": false, \"lstrip\": false,"
+               " \"rstrip\": false, \"normalized\": false, \"special\": true}],"
+               " \"normalizer\": {\"type\": \"BertNormalizer\", \"lowercase\": false},"
+               " \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"},"
+               " \"post_processor\": {\"type\": \"BertProcessing\", \"sep\": [\"[SEP]\", 3], \"cls\": [\"[CLS]\", 2]},"
+               " \"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"vocab\": {\"[PAD]\": 0, \"[UNK]\": 1,"
+               " \"[CLS]\": 2, \"[SEP]\": 3, \"[MASK]\": 4, \"un\": 5, \"##aff\": 6, \"##able\": 7, \"a\": 8, \"##b\": 9,"
+               " \",\": 10, \"cafe\": 11, \"##s\": 12}}}");
+    pc_tokenizer *t = NULL;
+    pc_error err = {0};
+    CHECK_MSG(pc_tokenizer_load(dir, &t, &err) == PEFTC_OK, "%s", err.msg);
+    if (!t) return;
+    CHECK_ENCODE(t, "unaffable<x>Unaffable\tcafé", true, 0, CLS, UN, AFF, ABLE, 13, UNK, UNK, SEP);  /* cased */
+    CHECK_INT_EQ(pc_tokenizer_vocab_size(t), 14);
+    CHECK_STR_EQ(pc_tokenizer_id_to_token(t, 13), "<x>");
+    CHECK_INT_EQ(pc_tokenizer_save_wordpiece(t, tmp_subdir("bert_processing_saved"), &err), PEFTC_ERR_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "added tokens");
+    pc_tokenizer_free(t);
+}
+
 /* ---- errors --------------------------------------------------------------------------- */
 
 TEST(tokenizer_rejects_invalid_utf8)
@@ -232,7 +258,8 @@ static pc_tokenizer *load_variant_json(const cJSON *variant, const char *name, c
     if (cJSON_IsObject(norm)) cJSON_ReplaceItemInObject(root, "normalizer", cJSON_Duplicate(norm, 1));
     const cJSON *extra = cJSON_GetObjectItem(variant, "added_tokens");
     cJSON *added = cJSON_GetObjectItem(root, "added_tokens");
-    for (const cJSON *a = extra ? extra->child : NULL; a; a = a->next) cJSON_AddItemToArray(added, cJSON_Duplicate(a, 1));
+    for (const cJSON *a = extra ? extra->child : NULL; a; a = a->next)
+        cJSON_AddItemToArray(added, cJSON_Duplicate(a, 1));
     char sub[256];
     snprintf(sub, sizeof sub, "%s_json", name);
     const char *dir = tmp_subdir(sub);
@@ -300,7 +327,8 @@ static bool case_matches(const pc_tokenizer *t, const cJSON *c, const char *how,
     if (!same && (*reported)++ < 5) {
         char got[512] = "", exp[512] = "";
         size_t o = 0;
-        for (int i = 0; i < n && o < sizeof got - 12; i++) o += (size_t)snprintf(got + o, sizeof got - o, " %d", ids[i]);
+        for (int i = 0; i < n && o < sizeof got - 12; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, " %d", ids[i]);
         o = 0;
         for (w = want->child; w && o < sizeof exp - 12; w = w->next)
             o += (size_t)snprintf(exp + o, sizeof exp - o, " %d", w->valueint);
@@ -407,7 +435,8 @@ TEST(tokenizer_save_wordpiece_round_trip)
     if (back) {
         CHECK_INT_EQ(pc_tokenizer_vocab_size(back), 30522);
         CHECK_INT_EQ(pc_tokenizer_model_max_length(back), 512);
-        CHECK_ENCODE(back, "Café, don't [SEP] 我爱", true, 0, 101, 7668, 1010, 2123, 1005, 1056, 102, 1855, 100, 102);
+        CHECK_ENCODE(back, "Café, don't [SEP] 我爱", true, 0, 101, 7668, 1010, 2123, 1005, 1056, 102, 1855, 100,
+                     102);
     }
     CHECK_ENCODE(t, "Café, don't [SEP] 我爱", true, 0, 101, 7668, 1010, 2123, 1005, 1056, 102, 1855, 100, 102);
     pc_tokenizer_free(back);

@@ -59,7 +59,7 @@ static void write_words(FILE *f, const char *const *words, int n)
 /* A WordPiece vocabulary covering the demo's words. */
 static int write_tokenizer(const char *dir)
 {
-    char path[4096];
+    char path[4200];
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     FILE *f = fopen(path, "w");
     if (!f) { perror(path); return 1; }

@@ -224,11 +224,13 @@ static pc_status parse_added_token(pc_tokenizer *t, const cJSON *a, size_t index
     const char *content = NULL;
     long long id = -1;
     bool single_word = false, lstrip = false, rstrip = false, normalized = true, special = false;
-    if (!cJSON_IsObject(a)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] is not an object", file, index);
+    if (!cJSON_IsObject(a))
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] is not an object", file, index);
     PC_TRY(json_string(a, "content", &content, file, err));
-    PC_TRY(json_int(a, "id", 0, PC_VOCAB_MAX_ID, &id, file, err));
-    if (!content || id < 0)
-        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] needs 'content' and 'id'", file, index);
+    PC_TRY(pc_json_get_int(a, "id", -1, &id, file, err));
+    if (!content || id < 0 || id > PC_VOCAB_MAX_ID)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] needs a 'content' and an 'id' in [0, %d]", file,
+                       index, (int)PC_VOCAB_MAX_ID);
     size_t len = strlen(content);
     if (pc_utf8_invalid_at(content, len) < len)
         return pc_fail(err, PEFTC_ERR_FORMAT, "%s: added_tokens[%zu] is not valid UTF-8", file, index);
@@ -487,7 +489,8 @@ static pc_status check_saveable(const pc_tokenizer *t, pc_error *err)
     if (t->kind != PC_TOKENIZER_WORDPIECE) return unsupported_save("not a WordPiece tokenizer", err);
     if (!t->bert.clean_text) return unsupported_save("clean_text is off", err);
     if (strcmp(wp->prefix, "##") != 0) return unsupported_save("continuing_subword_prefix is not \"##\"", err);
-    if (wp->max_input_chars != DEFAULT_MAX_INPUT_CHARS) return unsupported_save("max_input_chars_per_word is not 100", err);
+    if (wp->max_input_chars != DEFAULT_MAX_INPUT_CHARS)
+        return unsupported_save("max_input_chars_per_word is not 100", err);
     if (t->n_prefix != 1 || t->n_suffix != 1 || t->prefix_ids[0] != t->special_ids[PC_SPECIAL_CLS] ||
         t->suffix_ids[0] != t->special_ids[PC_SPECIAL_SEP])
         return unsupported_save("the post-processor is not [CLS] A [SEP]", err);
@@ -505,7 +508,8 @@ static pc_status check_saveable(const pc_tokenizer *t, pc_error *err)
         const char *tok = pc_vocab_token(&wp->vocab, id, NULL);
         if (!tok) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: id %d has no token", (int)id);
         if (strpbrk(tok, "\r\n"))
-            return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: token %d holds a line break", (int)id);
+            return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: token %d holds a line break",
+                           (int)id);
     }
     return PEFTC_OK;
 }

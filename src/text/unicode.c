@@ -68,8 +68,9 @@ static utf8proc_category_t category(uint32_t cp)
 
 /* Hugging Face tokenizers takes categories (Cc/Cf/Co, P*, Mn) from the unicode_categories
  * crate, whose tables are Unicode 8.0, but lowercasing from Rust's std (Unicode 16.0).
- * utf8proc (2.8: Unicode 15.0) is in between, so these tables list the code points where its answer
- * differs from tokenizers'; tests/test_tokenizer_unicode.c checks every code point. */
+ * utf8proc (2.8 has Unicode 15.0) lies in between, so these tables list the code points
+ * where its answer differs from tokenizers'. tests/test_tokenizer_unicode.c checks every
+ * code point and names the ones to add when another utf8proc version moves the line. */
 typedef struct { uint32_t first, last; } cp_range;
 
 static bool in_ranges(uint32_t cp, const cp_range *r, size_t n)

@@ -64,15 +64,16 @@ const char *pc_vocab_token(const pc_vocab *v, int32_t id, size_t *len)
 static pc_status grow_ids(pc_vocab *v, int32_t id, pc_error *err)
 {
     if (id < v->n_ids) return PEFTC_OK;
-    size_t n = (size_t)id + 1, cap = (size_t)v->n_ids;
-    if (n > cap) {
-        cap = cap * 2 > n ? cap * 2 : n;
+    size_t n = (size_t)id + 1;
+    if (n > v->id_cap) {
+        size_t cap = v->id_cap * 2 > n ? v->id_cap * 2 : n;
         uint32_t *off = realloc(v->id_off, cap * sizeof *off);
         if (!off) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for %zu vocabulary ids", cap);
         v->id_off = off;
         uint32_t *len = realloc(v->id_len, cap * sizeof *len);
         if (!len) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for %zu vocabulary ids", cap);
         v->id_len = len;
+        v->id_cap = cap;
     }
     for (size_t i = (size_t)v->n_ids; i < n; i++) { v->id_off[i] = NO_OFFSET; v->id_len[i] = 0; }
     v->n_ids = (int32_t)n;

@@ -17,6 +17,7 @@ typedef struct pc_vocab {
     uint32_t *id_off;     /* id -> offset in pool, UINT32_MAX for an unused id */
     uint32_t *id_len;     /* id -> byte length */
     int32_t n_ids;        /* 1 + largest id */
+    size_t id_cap;        /* allocated entries of id_off and id_len */
     int32_t *slots;       /* hash slot -> id, or -1 */
     size_t n_slots;       /* a power of two, at most half full */
     size_t n_tokens;      /* distinct strings in the table */

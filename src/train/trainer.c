@@ -298,7 +298,7 @@ static pc_status write_outputs(const run *r, const char *dir, pc_error *err)
 /* checkpoint-N/ is written under a temporary name and renamed when complete. */
 static pc_status save_checkpoint(const run *r, pc_error *err)
 {
-    char final[4096], tmp[4200];
+    char final[4200], tmp[4300];
     snprintf(final, sizeof final, "%s/checkpoint-%ld", r->cfg->output_dir, r->step);
     snprintf(tmp, sizeof tmp, "%s/.checkpoint-%ld.tmp-%d", r->cfg->output_dir, r->step, (int)getpid());
     PC_TRY(pc_remove_tree(tmp, err));
@@ -419,8 +419,8 @@ static pc_status train_loop(run *r, pc_train_result *res, pc_error *err)
     long last_logged = 0, tokens = 0;
     r->start_time = now_seconds();
     while (r->step < r->max_steps) {
-        double loss, grad_norm, lr;
-        bool epoch_ended;
+        double loss = 0, grad_norm = 0, lr = 0;
+        bool epoch_ended = false;
         PC_TRY(train_step(r, &loss, &grad_norm, &lr, &tokens, &epoch_ended, err));
         tr_loss += loss;
         total_loss += loss;

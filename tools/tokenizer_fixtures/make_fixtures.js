@@ -4,6 +4,7 @@
 //   tests/fixtures/tokenizer/distilbert_ids.jsonl  token ids of texts, per tokenizer variant
 //   tests/fixtures/tokenizer/bert_chars.txt        BertNormalizer/BertPreTokenizer on every code point
 // Usage (from this directory): npm install && node make_fixtures.js [SHARED_DIR]
+// (.npmrc keeps npm from writing a package-lock.json; node_modules/ is git-ignored.)
 // SHARED_DIR defaults to ../../../shared (the read-only data next to the repository).
 "use strict";
 const fs = require("fs");
