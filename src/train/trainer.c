@@ -287,7 +287,7 @@ static cJSON *trainer_state(const run *r)
 static pc_status write_outputs(const run *r, const char *dir, pc_error *err)
 {
     PC_TRY(pc_peft_save(r->peft, dir, err));
-    char path[4096];
+    char path[4400];
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     cJSON *state = trainer_state(r);
     pc_status s = pc_json_write_file_atomic(path, state, true, err);
