@@ -353,6 +353,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     if (b->labels) {
         int counted = 0;
         *loss = pc_cross_entropy_forward(d->probs, m->logits, b->labels, b->B, m->num_labels, &counted);
+        m->n_loss_tokens = counted;
         if (!isfinite(*loss)) return pc_fail(err, PEFTC_ERR_NUMERIC, "the loss is %f", (double)*loss);
     }
     return PEFTC_OK;
@@ -457,7 +458,7 @@ static void destroy(pc_model *m)
     free(m);
 }
 
-static const pc_model_ops distilbert_ops = { reserve, forward, backward, destroy };
+static const pc_model_ops distilbert_ops = { reserve, forward, backward, destroy, NULL, NULL };
 
 void pc_distilbert_config_free(pc_distilbert_config *c)
 {
@@ -502,6 +503,9 @@ pc_status pc_distilbert_load(const char *dir, const pc_distilbert_config *cfg, p
     if (!m || !d) { free(m); free(d); pc_st_close(st); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory"); }
     m->impl = d;
     m->ops = &distilbert_ops;
+    m->task = PC_TASK_SEQ_CLS;
+    m->output_linear = "classifier";
+    m->bos_token_id = m->eos_token_id = -1;
     d->cfg = *cfg;
     d->st = st;
     snprintf(m->architecture, sizeof m->architecture, "DistilBertForSequenceClassification");

@@ -12,12 +12,14 @@
 #include "base/rng.h"
 #include "nn/linear.h"
 
-/* One padded batch (DataCollatorWithPadding: right padding). labels may be NULL (inference). */
+typedef enum { PC_TASK_SEQ_CLS, PC_TASK_CAUSAL_LM } pc_task;
+
+/* One padded batch (right padding). labels may be NULL (inference). */
 typedef struct pc_batch {
     int B, T;
     const int32_t *input_ids;        /* [B, T] */
     const uint8_t *attention_mask;   /* [B, T], 1 = real token */
-    const int32_t *labels;           /* [B] class ids (SEQ_CLS) */
+    const int32_t *labels;           /* SEQ_CLS: [B] class ids; CAUSAL_LM: [B, T] token ids or -100 (unshifted) */
 } pc_batch;
 
 /* A normalisation layer's affine parameters (LayerNorm weight/bias). */
@@ -33,16 +35,22 @@ typedef struct pc_model pc_model;
 typedef struct pc_model_ops {
     /* Sizes the activation buffers for batches up to B x T (no allocation during steps). */
     pc_status (*reserve)(pc_model *m, int B, int T, pc_error *err);
-    /* Runs the model; fills m->logits [B, num_labels]; *loss = mean CE when labels are given. */
+    /* Runs the model; fills m->logits ([B, num_labels], or [B, T, vocab] for a causal LM);
+     * *loss = mean cross-entropy over the counted labels (m->n_loss_tokens of them) when labels are given. */
     pc_status (*forward)(pc_model *m, const pc_batch *batch, bool training, float *loss, pc_error *err);
     /* Back-propagates d(objective)/d(loss) = dloss through the last forward, accumulating gradients
      * (dloss = 1/gradient_accumulation_steps when micro-batches are accumulated). */
     void (*backward)(pc_model *m, const pc_batch *batch, float dloss);
     void (*destroy)(pc_model *m);
+    /* Causal LMs only (NULL otherwise): incremental decoding with a KV cache of up to max_ctx positions.
+     * decode() feeds n new tokens after the cached ones and leaves the last token's logits in m->logits. */
+    pc_status (*cache_reset)(pc_model *m, int max_ctx, pc_error *err);
+    pc_status (*decode)(pc_model *m, const int32_t *ids, int n, pc_error *err);
 } pc_model_ops;
 
 struct pc_model {
     const pc_model_ops *ops;
+    pc_task task;
     char architecture[64];           /* e.g. "DistilBertForSequenceClassification" */
     char model_type[32];             /* config.json model_type, e.g. "distilbert" */
     int num_labels;
@@ -53,7 +61,12 @@ struct pc_model {
     int n_linears;
     pc_norm **norms;                 /* every LayerNorm / RMSNorm */
     int n_norms;
-    float *logits;                   /* [B, num_labels] after forward */
+    const char *output_linear;       /* module name of the output head ("lm_head", "classifier"): never in "all-linear" */
+    int default_targets_n;           /* PEFT's default target_modules for this model type */
+    const char *default_targets[4];
+    int bos_token_id, eos_token_id;  /* from config.json, -1 when absent */
+    float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] */
+    long n_loss_tokens;              /* labels counted by the last forward's loss */
     pc_rng dropout_rng;              /* the "dropout" stream */
     void *impl;
 };

@@ -79,10 +79,34 @@ static pc_status check_targets_matched(const pc_peft_model *p, pc_error *err)
     return PEFTC_OK;
 }
 
+/* PEFT's per-architecture default when target_modules is not given (written back into the config, as PEFT does). */
+static pc_status resolve_default_targets(pc_lora_config *c, const pc_model *m, pc_error *err)
+{
+    if (c->n_target_modules > 0 || c->target_regex || c->all_linear) return PEFTC_OK;
+    if (m->default_targets_n == 0)
+        return pc_fail(err, PEFTC_ERR_INVALID, "target_modules must be given for %s (PEFT has no default for model "
+                       "type '%s'), e.g. the names of its attention projections", m->architecture, m->model_type);
+    c->target_modules = calloc((size_t)m->default_targets_n, sizeof *c->target_modules);
+    if (!c->target_modules) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->default_targets_n; i++) {
+        if (!(c->target_modules[i] = strdup(m->default_targets[i]))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+        c->n_target_modules++;
+    }
+    return PEFTC_OK;
+}
+
+/* "all-linear" means every Linear but the output head (PEFT's _maybe_include_all_linear_layers). */
+static bool targeted(const pc_lora_config *c, const pc_model *m, const pc_linear *lin)
+{
+    if (c->all_linear && m->output_linear && strcmp(lin->name, m->output_linear) == 0) return false;
+    return pc_lora_config_targets(c, lin->name);
+}
+
 static pc_status apply(pc_peft_model *p, uint64_t seed, pc_error *err)
 {
     pc_model *m = p->base;
     pc_lora_config *c = &p->config;
+    PC_TRY(resolve_default_targets(c, m, err));
     PC_TRY(pc_lora_config_prepare(c, err));
     p->adapters = calloc((size_t)m->n_linears, sizeof *p->adapters);
     if (!p->adapters) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
@@ -93,7 +117,7 @@ static pc_status apply(pc_peft_model *p, uint64_t seed, pc_error *err)
         pc_linear *lin = m->linears[i];
         if (pc_lora_config_saves(c, lin->name)) {
             PC_TRY(make_linear_trainable(p, lin, err));
-        } else if (pc_lora_config_targets(c, lin->name)) {
+        } else if (targeted(c, m, lin)) {
             PC_TRY(attach_lora(p, lin, &p->adapters[p->n_adapters++], &rng, err));
             p->n_all += (int64_t)c->r * (lin->in + lin->out);
         }

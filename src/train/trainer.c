@@ -89,9 +89,6 @@ static pc_status lora_config_from(const pc_config *c, pc_lora_config *lc, pc_err
         if (!(lc->target_regex = strdup(c->target_modules_regex))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     } else if (c->n_target_modules == 1 && strcmp(c->target_modules[0], "all-linear") == 0) {
         lc->all_linear = true;
-    } else if (c->n_target_modules == 0) {
-        return pc_fail(err, PEFTC_ERR_INVALID, "target_modules must be given for this model (PEFT has no default for it), "
-                       "e.g. [\"q_lin\", \"v_lin\"]");
     } else {
         PC_TRY(copy_list(&lc->target_modules, &lc->n_target_modules, c->target_modules, c->n_target_modules, err));
     }
