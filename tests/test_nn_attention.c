@@ -5,20 +5,24 @@
 #include <float.h>
 #include <omp.h>
 
-enum { AB = 2, AT = 7, AH = 3, AHD = 5, AD = AH * AHD, AN = AB * AT * AD, AP = AB * AH * AT * AT };
+enum { AB = 2, AT = 7, AH = 4, AHD = 5, AD = AH * AHD, AN = AB * AT * AD, AP = AB * AH * AT * AT };
 
 typedef struct {
-    float q[AN], k[AN], v[AN], w[AN], drop[AP];
+    float q[AN], k[AN], v[AN], w[AN], drop[AP];  /* k, v use the first AB*AT*hkv*AHD floats */
     uint8_t mask[AB * AT];
     bool use_mask, use_drop, causal;
+    int hkv;  /* key/value heads: AH (multi-head), 2 or 1 (grouped-query) */
     float scale;
 } att_case;
 
-static void att_setup(att_case *c, bool use_mask, bool use_drop, bool causal)
+static long att_kv_floats(const att_case *c) { return (long)AB * AT * c->hkv * AHD; }
+
+static void att_setup(att_case *c, bool use_mask, bool use_drop, bool causal, int hkv)
 {
+    c->hkv = hkv;
     nn_fill(c->q, AN, "att_q", -1, 1);
-    nn_fill(c->k, AN, "att_k", -1, 1);
-    nn_fill(c->v, AN, "att_v", -1, 1);
+    nn_fill(c->k, att_kv_floats(c), "att_k", -1, 1);
+    nn_fill(c->v, att_kv_floats(c), "att_v", -1, 1);
     nn_fill(c->w, AN, "att_w", -1, 1);
     /* attention dropout p = 0.2: keep values 1.25 */
     nn_fill(c->drop, AP, "att_drop", 0, 1);
@@ -35,28 +39,31 @@ static void att_setup(att_case *c, bool use_mask, bool use_drop, bool causal)
 
 static float *att_scratch(void)
 {
-    return malloc(sizeof(float) * (pc_attention_scratch_floats(AB, AT, AH, AHD) + 1));
+    return malloc(sizeof(float) * (pc_attention_scratch_floats(AB, AT, AH, 1, AHD) + 1));
 }
 
 static void att_forward(att_case *c, float *out, float *probs, float *scratch)
 {
     pc_attention_forward(out, probs, c->q, c->k, c->v, c->use_mask ? c->mask : NULL,
-                         c->use_drop ? c->drop : NULL, AB, AT, AH, AHD, c->scale, c->causal, scratch);
+                         c->use_drop ? c->drop : NULL, AB, AT, AH, c->hkv, AHD, c->scale, c->causal, scratch);
 }
 
 /* Independent reference: the textbook formula with explicit loops in double; masked scores are
- * -FLT_MAX as torch's masked_fill(finfo.min), so a fully masked row comes out uniform. */
+ * -FLT_MAX as torch's masked_fill(finfo.min), so a fully masked row comes out uniform. Query head h
+ * reads key/value head g = h / (AH / hkv) (transformers' repeat_kv). */
 static void att_reference(const att_case *c, double *out, double *probs)
 {
+    const int DKV = c->hkv * AHD;
     for (int b = 0; b < AB; b++)
         for (int h = 0; h < AH; h++)
             for (int i = 0; i < AT; i++) {
+                const int g = h / (AH / c->hkv);
                 double s[AT], max = -INFINITY, sum = 0;
                 for (int j = 0; j < AT; j++) {
                     bool masked = (c->use_mask && !c->mask[b * AT + j]) || (c->causal && j > i);
                     double dot = 0;
                     for (int d = 0; d < AHD; d++)
-                        dot += (double)c->q[(b * AT + i) * AD + h * AHD + d] * c->k[(b * AT + j) * AD + h * AHD + d];
+                        dot += (double)c->q[(b * AT + i) * AD + h * AHD + d] * c->k[(b * AT + j) * DKV + g * AHD + d];
                     s[j] = masked ? -FLT_MAX : dot * c->scale;
                     max = fmax(max, s[j]);
                 }
@@ -67,7 +74,7 @@ static void att_reference(const att_case *c, double *out, double *probs)
                     double acc = 0;
                     for (int j = 0; j < AT; j++) {
                         double drop = c->use_drop ? c->drop[((size_t)(b * AH + h) * AT + i) * AT + j] : 1.0;
-                        acc += p[j] * drop * c->v[(b * AT + j) * AD + h * AHD + d];
+                        acc += p[j] * drop * c->v[(b * AT + j) * DKV + g * AHD + d];
                     }
                     out[(b * AT + i) * AD + h * AHD + d] = acc;
                 }
@@ -79,9 +86,9 @@ TEST(nn_attention_forward_matches_reference)
     float *scratch = att_scratch();
     CHECK(scratch != NULL);
     if (!scratch) return;
-    for (int variant = 0; variant < 8; variant++) {
+    for (int variant = 0; variant < 24; variant++) {
         static att_case c;
-        att_setup(&c, variant & 1, variant & 2, variant & 4);
+        att_setup(&c, variant & 1, variant & 2, variant & 4, AH >> (variant / 8));
         static float out[AN], probs[AP], out_ref[AN], probs_ref[AP];
         static double dout_ref[AN], dprobs_ref[AP];
         att_forward(&c, out, probs, scratch);
@@ -118,7 +125,7 @@ TEST(nn_attention_forward_matches_reference)
 TEST(nn_attention_fully_masked_row_is_uniform)
 {
     static att_case c;
-    att_setup(&c, true, false, true);
+    att_setup(&c, true, false, true, AH);
     for (int j = 0; j < AT; j++) c.mask[j] = j >= 2;  /* batch 0, causal: rows 0 and 1 see no key */
     float *scratch = att_scratch();
     CHECK(scratch != NULL);
@@ -131,7 +138,7 @@ TEST(nn_attention_fully_masked_row_is_uniform)
     static float dq[AN], dk[AN], dv[AN], dout[AN];
     memset(dout, 0, sizeof dout);
     for (int i = 0; i < AD; i++) dout[i] = 1.0f;  /* gradient only into query row 0 of batch 0 */
-    pc_attention_backward(dq, dk, dv, dout, probs, c.q, c.k, c.v, c.mask, NULL, AB, AT, AH, AHD, c.scale,
+    pc_attention_backward(dq, dk, dv, dout, probs, c.q, c.k, c.v, c.mask, NULL, AB, AT, AH, AH, AHD, c.scale,
                           true, scratch);
     for (int i = 0; i < AN; i++) CHECK(dq[i] == 0.0f && dk[i] == 0.0f);
     for (int j = 0; j < AT; j++) CHECK_NEAR(dv[j * AD], 1.0 / AT, 1e-7);  /* dv = P^T dout */
@@ -153,17 +160,18 @@ TEST(nn_attention_gradients_match_finite_differences)
     float *scratch = att_scratch();
     CHECK(scratch != NULL);
     if (!scratch) return;
-    for (int variant = 0; variant < 8; variant++) {
+    /* variants 0-7: multi-head; 8-15: 2 key/value heads for 4 query heads; 16-23: 1 (multi-query) */
+    for (int variant = 0; variant < 24; variant++) {
         static att_case c;
-        att_setup(&c, variant & 1, variant & 2, variant & 4);
+        att_setup(&c, variant & 1, variant & 2, variant & 4, AH >> (variant / 8));
         static float out[AN], probs[AP], dq[AN], dk[AN], dv[AN];
         att_forward(&c, out, probs, scratch);
         pc_attention_backward(dq, dk, dv, c.w, probs, c.q, c.k, c.v, c.use_mask ? c.mask : NULL,
-                              c.use_drop ? c.drop : NULL, AB, AT, AH, AHD, c.scale, c.causal, scratch);
+                              c.use_drop ? c.drop : NULL, AB, AT, AH, c.hkv, AHD, c.scale, c.causal, scratch);
         att_ctx ctx = {&c, scratch};
         double eq = nn_gradcheck(c.q, AN, dq, att_loss, &ctx, 1e-3f);
-        double ek = nn_gradcheck(c.k, AN, dk, att_loss, &ctx, 1e-3f);
-        double ev = nn_gradcheck(c.v, AN, dv, att_loss, &ctx, 1e-3f);
+        double ek = nn_gradcheck(c.k, att_kv_floats(&c), dk, att_loss, &ctx, 1e-3f);
+        double ev = nn_gradcheck(c.v, att_kv_floats(&c), dv, att_loss, &ctx, 1e-3f);
         CHECK_MSG(eq < 5e-3, "variant %d dq rel err %g", variant, eq);
         CHECK_MSG(ek < 5e-3, "variant %d dk rel err %g", variant, ek);
         CHECK_MSG(ev < 5e-3, "variant %d dv rel err %g", variant, ev);
@@ -179,11 +187,11 @@ TEST(nn_attention_single_token)
     nn_fill(k, 6, "att1_k", -1, 1);
     nn_fill(v, 6, "att1_v", -1, 1);
     nn_fill(dout, 6, "att1_w", -1, 1);
-    float *scratch = malloc(sizeof(float) * (pc_attention_scratch_floats(1, 1, 2, 3) + 1));
+    float *scratch = malloc(sizeof(float) * (pc_attention_scratch_floats(1, 1, 2, 2, 3) + 1));
     CHECK(scratch != NULL);
     if (!scratch) return;
-    pc_attention_forward(out, probs, q, k, v, NULL, NULL, 1, 1, 2, 3, 0.5f, true, scratch);
-    pc_attention_backward(dq, dk, dv, dout, probs, q, k, v, NULL, NULL, 1, 1, 2, 3, 0.5f, true, scratch);
+    pc_attention_forward(out, probs, q, k, v, NULL, NULL, 1, 1, 2, 2, 3, 0.5f, true, scratch);
+    pc_attention_backward(dq, dk, dv, dout, probs, q, k, v, NULL, NULL, 1, 1, 2, 2, 3, 0.5f, true, scratch);
     CHECK(probs[0] == 1.0f && probs[1] == 1.0f);
     for (int i = 0; i < 6; i++) {
         CHECK(out[i] == v[i]);
@@ -193,17 +201,19 @@ TEST(nn_attention_single_token)
     free(scratch);
 }
 
+/* Grouped-query case (4 query heads on 2 key/value heads), so the in-order sum of the dk, dv shares is covered. */
 TEST(nn_attention_same_bits_for_any_thread_count)
 {
-    enum { B = 3, T = 19, H = 4, HD = 8, N = B * T * H * HD, P = B * H * T * T };
-    const size_t floats = 12 * (size_t)N + 3 * (size_t)P + pc_attention_scratch_floats(B, T, H, HD);
+    enum { B = 3, T = 19, H = 4, HKV = 2, HD = 8, N = B * T * H * HD, NKV = B * T * HKV * HD, P = B * H * T * T };
+    const size_t scratch_floats = pc_attention_scratch_floats(B, T, H, HKV, HD);
+    const size_t floats = 12 * (size_t)N + 3 * (size_t)P + scratch_floats;
     float *buf = malloc(sizeof(float) * floats);
     uint8_t mask[B * T];
     CHECK(buf != NULL);
     if (!buf) return;
     float *q = buf, *k = q + N, *v = k + N, *dout = v + N, *drop = dout + N, *scratch = drop + P;
     float *res[2][5];
-    float *next = scratch + pc_attention_scratch_floats(B, T, H, HD);
+    float *next = scratch + scratch_floats;
     for (int r = 0; r < 2; r++) {
         res[r][0] = next; next += N;        /* out */
         res[r][1] = next; next += P;        /* probs */
@@ -216,13 +226,81 @@ TEST(nn_attention_same_bits_for_any_thread_count)
     const int saved = omp_get_max_threads();
     for (int r = 0; r < 2; r++) {
         omp_set_num_threads(r == 0 ? 1 : (saved > 1 ? saved : 3));
-        pc_attention_forward(res[r][0], res[r][1], q, k, v, mask, drop, B, T, H, HD, 0.35f, false, scratch);
+        pc_attention_forward(res[r][0], res[r][1], q, k, v, mask, drop, B, T, H, HKV, HD, 0.35f, true, scratch);
         pc_attention_backward(res[r][2], res[r][3], res[r][4], dout, res[r][1], q, k, v, mask, drop,
-                              B, T, H, HD, 0.35f, false, scratch);
+                              B, T, H, HKV, HD, 0.35f, true, scratch);
     }
     omp_set_num_threads(saved);
     CHECK(memcmp(res[0][0], res[1][0], sizeof(float) * N) == 0);
     CHECK(memcmp(res[0][1], res[1][1], sizeof(float) * P) == 0);
-    for (int g = 2; g < 5; g++) CHECK_MSG(memcmp(res[0][g], res[1][g], sizeof(float) * N) == 0, "gradient %d", g);
+    CHECK(memcmp(res[0][2], res[1][2], sizeof(float) * N) == 0);
+    for (int g = 3; g < 5; g++) CHECK_MSG(memcmp(res[0][g], res[1][g], sizeof(float) * NKV) == 0, "gradient %d", g);
     free(buf);
+}
+
+/* Grouped-query backward against the same computation done as multi-head attention on k, v with each
+ * key/value head repeated (repeat_kv): dk, dv must equal the repeated heads' gradients summed per group. */
+TEST(nn_attention_grouped_equals_repeated_heads)
+{
+    enum { B = 2, T = 6, H = 6, HKV = 2, REP = H / HKV, HD = 4, N = B * T * H * HD, NKV = B * T * HKV * HD,
+           P = B * H * T * T };
+    static float q[N], k[NKV], v[NKV], kr[N], vr[N], dout[N], out[N], outr[N], probs[P], probsr[P];
+    static float dq[N], dk[NKV], dv[NKV], dqr[N], dkr[N], dvr[N], dk_sum[NKV], dv_sum[NKV];
+    nn_fill(q, N, "gqa_q", -1, 1);
+    nn_fill(k, NKV, "gqa_k", -1, 1);
+    nn_fill(v, NKV, "gqa_v", -1, 1);
+    nn_fill(dout, N, "gqa_dout", -1, 1);
+    for (int r = 0; r < B * T; r++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < HD; d++) {
+                kr[(r * H + h) * HD + d] = k[(r * HKV + h / REP) * HD + d];
+                vr[(r * H + h) * HD + d] = v[(r * HKV + h / REP) * HD + d];
+            }
+    float *scratch = malloc(sizeof(float) * pc_attention_scratch_floats(B, T, H, HKV, HD));
+    CHECK(scratch != NULL);
+    if (!scratch) return;
+    pc_attention_forward(out, probs, q, k, v, NULL, NULL, B, T, H, HKV, HD, 0.5f, true, scratch);
+    pc_attention_backward(dq, dk, dv, dout, probs, q, k, v, NULL, NULL, B, T, H, HKV, HD, 0.5f, true, scratch);
+    pc_attention_forward(outr, probsr, q, kr, vr, NULL, NULL, B, T, H, H, HD, 0.5f, true, scratch);
+    pc_attention_backward(dqr, dkr, dvr, dout, probsr, q, kr, vr, NULL, NULL, B, T, H, H, HD, 0.5f, true, scratch);
+    memset(dk_sum, 0, sizeof dk_sum);
+    memset(dv_sum, 0, sizeof dv_sum);
+    for (int r = 0; r < B * T; r++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < HD; d++) {
+                dk_sum[(r * HKV + h / REP) * HD + d] += dkr[(r * H + h) * HD + d];
+                dv_sum[(r * HKV + h / REP) * HD + d] += dvr[(r * H + h) * HD + d];
+            }
+    CHECK(memcmp(out, outr, sizeof out) == 0);
+    CHECK(memcmp(dq, dqr, sizeof dq) == 0);
+    CHECK_MSG(pc_test_max_rel_err(dk, dk_sum, NKV) < 1e-6, "dk rel err %g", pc_test_max_rel_err(dk, dk_sum, NKV));
+    CHECK_MSG(pc_test_max_rel_err(dv, dv_sum, NKV) < 1e-6, "dv rel err %g", pc_test_max_rel_err(dv, dv_sum, NKV));
+    free(scratch);
+}
+
+/* KV-cache decoding: for every prefix length n, the decode of token n-1 over the cached keys and values of
+ * positions 0..n-1 equals row n-1 of a full causal forward over those n tokens (grouped-query heads). */
+TEST(nn_attention_decode_equals_last_row_of_causal_forward)
+{
+    enum { T = 9, H = 4, HKV = 2, HD = 6, D = H * HD, DKV = HKV * HD };
+    static float q[T * D], k[T * DKV], v[T * DKV], out[T * D], probs[H * T * T], step[D];
+    nn_fill(q, T * D, "dec_q", -2, 2);
+    nn_fill(k, T * DKV, "dec_k", -2, 2);
+    nn_fill(v, T * DKV, "dec_v", -2, 2);
+    float *scratch = malloc(sizeof(float) * (pc_attention_scratch_floats(1, T, H, HKV, HD) +
+                                             pc_attention_decode_scratch_floats(T, H)));
+    CHECK(scratch != NULL);
+    if (!scratch) return;
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int n = 1; n <= T; n++) {
+        pc_attention_forward(out, probs, q, k, v, NULL, NULL, 1, n, H, HKV, HD, scale, true, scratch);
+        pc_attention_decode(step, q + (n - 1) * D, k, v, n, H, HKV, HD, scale, scratch);
+        double e = pc_test_max_rel_err(step, out + (n - 1) * D, D);
+        CHECK_MSG(e < 1e-6, "n_ctx %d: decode vs forward rel err %g", n, e);
+    }
+    /* the first position attends only to itself: out = its own value head */
+    pc_attention_decode(step, q, k, v, 1, H, HKV, HD, scale, scratch);
+    for (int h = 0; h < H; h++)
+        for (int d = 0; d < HD; d++) CHECK(step[h * HD + d] == v[(h / (H / HKV)) * HD + d]);
+    free(scratch);
 }

@@ -3,6 +3,8 @@
 #ifndef PC_CLI_CLI_H
 #define PC_CLI_CLI_H
 
+#include "models/peft_model.h"
+#include "text/tokenizer.h"
 #include "train/config.h"
 
 /* Splits argv into --key value pairs applied to cfg (keys without a value are booleans),
@@ -12,7 +14,17 @@ typedef struct cli_flags { int json; } cli_flags;
 int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char ***pos, int *n_pos);
 void cli_print_error(const pc_error *err);
 
+/* A model (+ adapter) and its tokenizer for eval / predict / generate. */
+typedef struct loaded {
+    pc_model *model;
+    pc_peft_model *peft;
+    pc_tokenizer *tok;
+} loaded;
+int load_inference(const pc_config *cfg, loaded *l);   /* 0, or an exit code after printing the error */
+void unload(loaded *l);
+
 int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -104,13 +104,7 @@ int cmd_train(int argc, char **argv)
 
 /* ---------- eval / predict ---------- */
 
-typedef struct loaded {
-    pc_model *model;
-    pc_peft_model *peft;
-    pc_tokenizer *tok;
-} loaded;
-
-static int load_inference(const pc_config *cfg, loaded *l)
+int load_inference(const pc_config *cfg, loaded *l)
 {
     pc_error err = {0};
     if (!cfg->model_name_or_path) { fprintf(stderr, "peftc: --model_name_or_path is required\n"); return 2; }
@@ -118,7 +112,7 @@ static int load_inference(const pc_config *cfg, loaded *l)
     return 0;
 }
 
-static void unload(loaded *l)
+void unload(loaded *l)
 {
     pc_peft_model_free(l->peft);
     pc_model_free(l->model);
@@ -143,13 +137,18 @@ static int run_eval(const pc_config *cfg, const cli_flags *flags)
     pc_dataset *ds = NULL;
     pc_encoded enc = {0};
     pc_eval_result ev;
-    pc_status s = pc_dataset_load(cfg->validation_file, cfg->text_column, cfg->label_column, l.model->id2label,
-                                  l.model->num_labels, true, &ds, &err);
-    if (!s) s = pc_encode_dataset(l.tok, ds, cfg->max_length, &enc, &err);
-    if (!s) s = pc_evaluate(l.model, &enc, cfg->per_device_eval_batch_size, pc_tokenizer_pad_id(l.tok), &ev, &err);
+    bool causal = l.model->task == PC_TASK_CAUSAL_LM;
+    pc_status s = causal ? pc_lm_dataset_load(cfg->validation_file, cfg->text_column, &ds, &err)
+                         : pc_dataset_load(cfg->validation_file, cfg->text_column, cfg->label_column, l.model->id2label,
+                                           l.model->num_labels, true, &ds, &err);
+    if (!s) s = causal ? pc_encode_lm_dataset(l.tok, ds, cfg->max_length, cfg->packing, cfg->completion_only_loss, &enc, &err)
+                       : pc_encode_dataset(l.tok, ds, cfg->max_length, &enc, &err);
+    if (!s) s = pc_evaluate(l.model, &enc, cfg->per_device_eval_batch_size, pc_padding_id(l.tok), &ev, &err);
+    const char *metric = causal ? "eval_perplexity" : "eval_accuracy";
+    double value = causal ? ev.perplexity : ev.accuracy;
     if (s) { cli_print_error(&err); rc = 1; }
-    else if (flags->json) printf("{\"eval_loss\": %.6f, \"eval_accuracy\": %.6f, \"eval_samples\": %d}\n", ev.loss, ev.accuracy, ev.n);
-    else printf("eval_loss %.4f\neval_accuracy %.4f\neval_samples %d\n", ev.loss, ev.accuracy, ev.n);
+    else if (flags->json) printf("{\"eval_loss\": %.6f, \"%s\": %.6f, \"eval_samples\": %d}\n", ev.loss, metric, value, ev.n);
+    else printf("eval_loss %.4f\n%s %.4f\neval_samples %d\n", ev.loss, metric, value, ev.n);
     pc_encoded_free(&enc);
     pc_dataset_free(ds);
     unload(&l);
@@ -208,6 +207,11 @@ static int run_predict(const pc_config *cfg, const cli_flags *flags, char **text
     loaded l = {0};
     int rc = load_inference(cfg, &l);
     if (rc) return rc;
+    if (l.model->task != PC_TASK_SEQ_CLS) {
+        fprintf(stderr, "peftc predict: %s is not a classifier; use peftc generate\n", l.model->architecture);
+        unload(&l);
+        return 2;
+    }
     pc_error err = {0};
     pc_encoded enc = {0};
     pc_batch_buf bb = {0};
@@ -216,7 +220,7 @@ static int run_predict(const pc_config *cfg, const cli_flags *flags, char **text
     if (!s) s = l.model->ops->reserve(l.model, 1, enc.max_len, &err);
     for (int i = 0; !s && i < n; i++) {
         float loss;
-        const pc_batch *b = pc_collate(&bb, &enc, &i, 1, pc_tokenizer_pad_id(l.tok));
+        const pc_batch *b = pc_collate(&bb, &enc, &i, 1, pc_padding_id(l.tok));
         s = l.model->ops->forward(l.model, b, false, &loss, &err);
         if (!s) print_prediction(l.model, texts[i], l.model->logits, flags->json);
     }

@@ -14,7 +14,9 @@ static void usage(FILE *out)
         "  peftc train [CONFIG.json] [--key value ...]   fine-tune; keys are LoraConfig / TrainingArguments names\n"
         "  peftc eval --model_name_or_path DIR [--adapter_name_or_path OUT] --validation_file FILE\n"
         "  peftc predict --model_name_or_path DIR [--adapter_name_or_path OUT] [--json] TEXT...\n"
-        "  peftc tokenize --model_name_or_path DIR [--json] [--max_length N] TEXT...\n"
+        "  peftc generate --model_name_or_path DIR [--adapter_name_or_path OUT] [--prompt TEXT] [--max_new_tokens N]\n"
+        "                 [--temperature T --top_k K --top_p P --seed S]   greedy unless sampling is asked for\n"
+        "  peftc tokenize --model_name_or_path DIR [--json] [--max_length N] TEXT...   (--decode ID... for text)\n"
         "  peftc inspect FILE.safetensors\n"
         "  peftc demo [--output_dir DIR]              the whole recipe on a built-in model and dataset\n\n"
         "See README.md for every key and its default.\n", PEFTC_VERSION);
@@ -29,6 +31,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 2, argv + 2);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);

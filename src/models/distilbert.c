@@ -222,7 +222,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (d->d_v = pc_owned_alloc(o, N * D)) && (d->d_ff = pc_owned_alloc(o, N * F)) &&
         (d->d_cls = pc_owned_alloc(o, B * D)) && (d->d_h2 = pc_owned_alloc(o, B * D)) &&
         (d->d_logits = pc_owned_alloc(o, B * C)) &&
-        (d->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, (int)H, (int)(D / H))));
+        (d->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, (int)H, (int)H, (int)(D / H))));
     for (int i = 0; ok && i < c->n_layers; i++) {
         layer_acts *a = &d->layers[i].a;
         ok = (a->q = pc_owned_alloc(o, N * D)) && (a->k = pc_owned_alloc(o, N * D)) &&
@@ -287,7 +287,7 @@ static void layer_forward(dbert *d, dbert_layer *L, const float *x, const pc_bat
     bool attn_dropout = training && c->attention_dropout > 0;
     if (attn_dropout) pc_dropout_mask(a->attn_drop, att, c->attention_dropout, rng);
     pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, d->key_mask, attn_dropout ? a->attn_drop : NULL,
-                         b->B, b->T, H, hd, 1.0f / sqrtf((float)hd), false, d->attn_scratch);
+                         b->B, b->T, H, H, hd, 1.0f / sqrtf((float)hd), false, d->attn_scratch);
     pc_linear_forward(&L->o, a->s1, a->ctx, N, training, rng);
     add_inplace(a->s1, x, (long)N * D);
     pc_layernorm_forward(a->sa, a->sa_mean, a->sa_rstd, a->s1, L->ln_sa.w, L->ln_sa.b, N, D, LN_EPS);
@@ -405,7 +405,7 @@ static void layer_backward(dbert *d, dbert_layer *L, const float *x, const pc_ba
     pc_linear_backward(&L->o, d->d_tmp, false, d->d_cur, a->ctx, N);
     bool attn_dropout = d->training && c->attention_dropout > 0;
     pc_attention_backward(d->d_q, d->d_k, d->d_v, d->d_tmp, a->probs, a->q, a->k, a->v, d->key_mask,
-                          attn_dropout ? a->attn_drop : NULL, b->B, b->T, H, hd, 1.0f / sqrtf((float)hd), false,
+                          attn_dropout ? a->attn_drop : NULL, b->B, b->T, H, H, hd, 1.0f / sqrtf((float)hd), false,
                           d->attn_scratch);
     float *dx = need_dx ? d->d_cur : NULL;
     pc_linear_backward(&L->q, dx, true, d->d_q, x, N);

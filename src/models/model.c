@@ -7,6 +7,7 @@
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "models/distilbert.h"
+#include "models/llama.h"
 #include "models/model_util.h"
 
 /* The caller's id2label (from_pretrained(..., id2label=...)) replaces config.json's. */
@@ -34,6 +35,16 @@ static pc_status load_distilbert(const char *dir, const char *config_path, const
     return pc_distilbert_load(dir, &cfg, st, opts, out, err);
 }
 
+static pc_status load_llama(const char *dir, const char *config_path, const pc_model_options *opts,
+                             pc_model **out, pc_error *err)
+{
+    pc_llama_config cfg;
+    PC_TRY(pc_llama_config_load(config_path, &cfg, err));
+    pc_safetensors *st = NULL;
+    PC_TRY(pc_st_open_model_dir(dir, &st, err));
+    return pc_llama_load(dir, &cfg, st, opts, out, err);
+}
+
 pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model **out, pc_error *err)
 {
     char config_path[4096];
@@ -47,8 +58,10 @@ pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model 
     cJSON_Delete(config);
     if (s) return s;
     if (strcmp(type, "distilbert") == 0) return load_distilbert(dir, config_path, opts, out, err);
+    if (!strcmp(type, "llama") || !strcmp(type, "mistral") || !strcmp(type, "qwen2"))
+        return load_llama(dir, config_path, opts, out, err);
     if (!type[0]) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: no model_type", config_path);
-    return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: model_type '%s' is not supported (supported: distilbert)",
+    return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: model_type '%s' is not supported (supported: distilbert, llama, mistral, qwen2)",
                    config_path, type);
 }
 

@@ -17,15 +17,33 @@ static int attention_slots(int B, int H)
     return pairs < procs ? (int)pairs : procs;
 }
 
-size_t pc_attention_scratch_floats(int B, int T, int H, int hd)
+/* With grouped-query attention the backward pass first writes each query head's share of dk and dv
+ * to scratch ([B, H, T, hd] each, after the slots) and then sums the shares of each group in order. */
+size_t pc_attention_scratch_floats(int B, int T, int H, int Hkv, int hd)
 {
-    (void)hd;  /* per-slot scratch holds [T, T] matrices only */
-    return (size_t)attention_slots(B, H) * 2 * (size_t)T * (size_t)T;
+    size_t slots = (size_t)attention_slots(B, H) * 2 * (size_t)T * (size_t)T;
+    size_t shares = Hkv < H ? 2 * (size_t)B * T * H * hd : 0;
+    return slots + shares;
 }
 
 static bool key_is_masked(const uint8_t *key_mask, bool causal, int i, int j)
 {
     return (key_mask && !key_mask[j]) || (causal && j > i);
+}
+
+/* Softmax of row[n] in place (max-subtracted, sum in double). */
+static void softmax_row(float *row, int n)
+{
+    float max = -FLT_MAX;
+    for (int j = 0; j < n; j++)
+        if (row[j] > max) max = row[j];
+    double sum = 0.0;
+    for (int j = 0; j < n; j++) {
+        row[j] = expf(row[j] - max);
+        sum += row[j];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int j = 0; j < n; j++) row[j] *= inv;
 }
 
 /* Row-wise softmax of scores[T, T] in place, with padding keys and (if causal) future keys
@@ -34,18 +52,9 @@ static void masked_softmax(float *scores, const uint8_t *key_mask, bool causal, 
 {
     for (int i = 0; i < T; i++) {
         float *row = scores + (size_t)i * T;
-        float max = -FLT_MAX;
-        for (int j = 0; j < T; j++) {
+        for (int j = 0; j < T; j++)
             if (key_is_masked(key_mask, causal, i, j)) row[j] = -FLT_MAX;
-            if (row[j] > max) max = row[j];
-        }
-        double sum = 0.0;
-        for (int j = 0; j < T; j++) {
-            row[j] = expf(row[j] - max);
-            sum += row[j];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (int j = 0; j < T; j++) row[j] *= inv;
+        softmax_row(row, T);
     }
 }
 
@@ -54,27 +63,37 @@ static void multiply(float *dst, const float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++) dst[i] = a[i] * b[i];
 }
 
+/* Where pair (b, h) finds its head: offsets of its query columns in [B, T, H*hd] and of its key/value
+ * columns in [B, T, Hkv*hd]. */
+typedef struct { size_t q, kv; } head_cols;
+
+static head_cols pair_cols(int pair, int T, int H, int Hkv, int hd)
+{
+    const int b = pair / H, h = pair % H, g = h / (H / Hkv);
+    return (head_cols){ (size_t)b * T * H * hd + (size_t)h * hd, (size_t)b * T * Hkv * hd + (size_t)g * hd };
+}
+
 void pc_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                          const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int hd,
+                          const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv, int hd,
                           float scale, bool causal, float *scratch)
 {
-    const int D = H * hd, slots = attention_slots(B, H), pairs = B * H;
+    const int D = H * hd, Dkv = Hkv * hd, slots = attention_slots(B, H), pairs = B * H;
     const size_t TT = (size_t)T * T;
     #pragma omp parallel for schedule(static)
     for (int slot = 0; slot < slots; slot++) {
         float *dropped = scratch + (size_t)slot * 2 * TT;
         for (int pair = slot; pair < pairs; pair += slots) {
-            const int b = pair / H, h = pair % H;
-            const size_t col = (size_t)b * T * D + (size_t)h * hd;
+            const int b = pair / H;
+            const head_cols col = pair_cols(pair, T, H, Hkv, hd);
             float *p = probs + (size_t)pair * TT;
-            pc_sgemm(false, true, T, T, hd, scale, q + col, D, k + col, D, 0.0f, p, T);
+            pc_sgemm(false, true, T, T, hd, scale, q + col.q, D, k + col.kv, Dkv, 0.0f, p, T);
             masked_softmax(p, key_mask ? key_mask + (size_t)b * T : NULL, causal, T);
             const float *weights = p;
             if (drop_mask) {
                 multiply(dropped, p, drop_mask + (size_t)pair * TT, TT);
                 weights = dropped;
             }
-            pc_sgemm(false, false, T, hd, T, 1.0f, weights, T, v + col, D, 0.0f, out + col, D);
+            pc_sgemm(false, false, T, hd, T, 1.0f, weights, T, v + col.kv, Dkv, 0.0f, out + col.q, D);
         }
     }
 }
@@ -96,35 +115,85 @@ static void softmax_backward(float *dp, const float *p, const uint8_t *key_mask,
     }
 }
 
+/* dst[b, t, g*hd + d] = sum over m < H/Hkv of share[b, g*(H/Hkv) + m, t, d], the shares added in head order. */
+static void sum_group_shares(float *dst, const float *share, int B, int T, int H, int Hkv, int hd)
+{
+    const int rep = H / Hkv;
+    const long rows = (long)B * T;
+    #pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const long b = r / T, t = r % T;
+        for (int g = 0; g < Hkv; g++) {
+            float *d = dst + (size_t)r * Hkv * hd + (size_t)g * hd;
+            for (int m = 0; m < rep; m++) {
+                const float *s = share + (((size_t)b * H + (size_t)g * rep + m) * T + t) * hd;
+                for (int x = 0; x < hd; x++) d[x] = m == 0 ? s[x] : d[x] + s[x];
+            }
+        }
+    }
+}
+
 void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                            const float *q, const float *k, const float *v, const uint8_t *key_mask,
-                           const float *drop_mask, int B, int T, int H, int hd, float scale, bool causal,
+                           const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale, bool causal,
                            float *scratch)
 {
-    const int D = H * hd, slots = attention_slots(B, H), pairs = B * H;
-    const size_t TT = (size_t)T * T;
+    const int D = H * hd, Dkv = Hkv * hd, slots = attention_slots(B, H), pairs = B * H;
+    const size_t TT = (size_t)T * T, share = (size_t)T * hd;
+    const bool grouped = Hkv < H;
+    float *dk_share = scratch + (size_t)slots * 2 * TT, *dv_share = dk_share + (size_t)pairs * share;
     #pragma omp parallel for schedule(static)
     for (int slot = 0; slot < slots; slot++) {
         float *dp = scratch + (size_t)slot * 2 * TT;
         float *dropped = dp + TT;
         for (int pair = slot; pair < pairs; pair += slots) {
-            const int b = pair / H, h = pair % H;
-            const size_t col = (size_t)b * T * D + (size_t)h * hd;
+            const int b = pair / H;
+            const head_cols col = pair_cols(pair, T, H, Hkv, hd);
             const float *p = probs + (size_t)pair * TT;
             const float *dm = drop_mask ? drop_mask + (size_t)pair * TT : NULL;
+            /* this head's dk, dv: straight into place, or into its share when heads share k and v */
+            float *dk_h = grouped ? dk_share + pair * share : dk + col.kv;
+            float *dv_h = grouped ? dv_share + pair * share : dv + col.kv;
+            const int ld_kv = grouped ? hd : Dkv;
             const float *weights = p;
             if (dm) {
                 multiply(dropped, p, dm, TT);
                 weights = dropped;
             }
             /* out = W V with W = P * mask: dV = W^T dout, dW = dout V^T, dP = dW * mask */
-            pc_sgemm(true, false, T, hd, T, 1.0f, weights, T, dout + col, D, 0.0f, dv + col, D);
-            pc_sgemm(false, true, T, T, hd, 1.0f, dout + col, D, v + col, D, 0.0f, dp, T);
+            pc_sgemm(true, false, T, hd, T, 1.0f, weights, T, dout + col.q, D, 0.0f, dv_h, ld_kv);
+            pc_sgemm(false, true, T, T, hd, 1.0f, dout + col.q, D, v + col.kv, Dkv, 0.0f, dp, T);
             if (dm) multiply(dp, dp, dm, TT);
             softmax_backward(dp, p, key_mask ? key_mask + (size_t)b * T : NULL, causal, T);
             /* S = scale Q K^T: dQ = scale dS K, dK = scale dS^T Q */
-            pc_sgemm(false, false, T, hd, T, scale, dp, T, k + col, D, 0.0f, dq + col, D);
-            pc_sgemm(true, false, T, hd, T, scale, dp, T, q + col, D, 0.0f, dk + col, D);
+            pc_sgemm(false, false, T, hd, T, scale, dp, T, k + col.kv, Dkv, 0.0f, dq + col.q, D);
+            pc_sgemm(true, false, T, hd, T, scale, dp, T, q + col.q, D, 0.0f, dk_h, ld_kv);
         }
+    }
+    if (grouped) {
+        sum_group_shares(dk, dk_share, B, T, H, Hkv, hd);
+        sum_group_shares(dv, dv_share, B, T, H, Hkv, hd);
+    }
+}
+
+size_t pc_attention_decode_scratch_floats(int n_ctx, int H)
+{
+    return (size_t)n_ctx * H;
+}
+
+/* The H/Hkv query heads of a group are adjacent in q and out, so each group is two small products:
+ * S[rep, n_ctx] = scale * Q_g K_g^T and out_g = softmax(S) V_g. */
+void pc_attention_decode(float *out, const float *q, const float *k_cache, const float *v_cache, int n_ctx, int H,
+                         int Hkv, int hd, float scale, float *scratch)
+{
+    const int rep = H / Hkv, Dkv = Hkv * hd;
+    const long work = (long)H * n_ctx * hd;
+    #pragma omp parallel for schedule(static) if (work > 65536)
+    for (int g = 0; g < Hkv; g++) {
+        float *s = scratch + (size_t)g * rep * n_ctx;
+        const size_t head = (size_t)g * rep * hd;
+        pc_sgemm(false, true, rep, n_ctx, hd, scale, q + head, hd, k_cache + (size_t)g * hd, Dkv, 0.0f, s, n_ctx);
+        for (int m = 0; m < rep; m++) softmax_row(s + (size_t)m * n_ctx, n_ctx);
+        pc_sgemm(false, false, rep, hd, n_ctx, 1.0f, s, n_ctx, v_cache + (size_t)g * hd, Dkv, 0.0f, out + head, hd);
     }
 }

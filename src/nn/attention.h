@@ -1,9 +1,11 @@
 /* Scaled dot-product self-attention core, after the q/k/v projections and before the output
- * projection (BERT / DistilBERT eager attention, optionally causal):
+ * projection (BERT / DistilBERT eager attention; Llama / GPT-2 causal attention with grouped-query heads):
  *   S = scale * Q K^T, masked entries set to -FLT_MAX, P = softmax(S) per row,
- *   out = (P * drop_mask) V,  per batch b and head h.
- * Layout: q, k, v, out are [B, T, H*hd] (the projection outputs); head h occupies columns
- * h*hd .. h*hd+hd-1. probs and drop_mask are [B, H, T, T]. All float32, caller-allocated. */
+ *   out = (P * drop_mask) V,  per batch b and query head h.
+ * Layout: q and out are [B, T, H*hd], k and v are [B, T, Hkv*hd] (the projection outputs); query head h
+ * occupies columns h*hd .. h*hd+hd-1 and uses key/value head h / (H/Hkv) (transformers' repeat_kv).
+ * H % Hkv == 0; Hkv == H is ordinary multi-head attention. probs and drop_mask are [B, H, T, T].
+ * All float32, caller-allocated. */
 #ifndef PC_NN_ATTENTION_H
 #define PC_NN_ATTENTION_H
 
@@ -12,7 +14,7 @@
 #include <stdint.h>
 
 /* Floats of scratch that pc_attention_forward / _backward need (constant for a process). */
-size_t pc_attention_scratch_floats(int B, int T, int H, int hd);
+size_t pc_attention_scratch_floats(int B, int T, int H, int Hkv, int hd);
 
 /* key_mask: NULL (attend everywhere) or [B, T], 1 = attend, 0 = padding; masked scores become
  * -FLT_MAX before the softmax, as transformers' masked_fill(finfo.min), so masked keys get exactly
@@ -20,15 +22,27 @@ size_t pc_attention_scratch_floats(int B, int T, int H, int hd);
  * causal: also mask keys j > i. probs: the saved softmax, before dropout.
  * drop_mask: NULL, or attention dropout values (0 or 1/(1-p)) multiplied into probs. */
 void pc_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                          const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int hd,
+                          const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv, int hd,
                           float scale, bool causal, float *scratch);
 
 /* Gradients of out with respect to q, k, v (all overwritten), given dout and the saved probs.
+ * dk and dv sum the contributions of the H/Hkv query heads that share a key/value head, in head order,
+ * so results are the same for any thread count.
  * key_mask and causal must be those of the forward pass: a row with every key masked got uniform
  * probabilities from constant scores, so (as in torch) it passes gradient to v but none to q, k. */
 void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                            const float *q, const float *k, const float *v, const uint8_t *key_mask,
-                           const float *drop_mask, int B, int T, int H, int hd, float scale, bool causal,
+                           const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale, bool causal,
                            float *scratch);
+
+/* Floats of scratch that pc_attention_decode needs for a context of n_ctx positions. */
+size_t pc_attention_decode_scratch_floats(int n_ctx, int H);
+
+/* One step of generation with a KV cache: the attention output out [H*hd] of one new token whose query is
+ * q [H*hd], over the cached keys and values k_cache, v_cache [n_ctx, Hkv*hd] of positions 0 .. n_ctx-1
+ * (the new token's own key and value included, as the last row). Every cached position is attended
+ * (causal by construction). Equals the last row of pc_attention_forward over the n_ctx tokens. */
+void pc_attention_decode(float *out, const float *q, const float *k_cache, const float *v_cache, int n_ctx, int H,
+                         int Hkv, int hd, float scale, float *scratch);
 
 #endif

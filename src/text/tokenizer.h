@@ -58,4 +58,10 @@ int pc_tokenizer_model_max_length(const pc_tokenizer *t);
  * special ones, ids with gaps). */
 pc_status pc_tokenizer_save_wordpiece(const pc_tokenizer *t, const char *dir, pc_error *err);
 
+/* BOS / EOS ids (-1 when the tokenizer has none) and decoding (ids -> text, malloc'ed). */
+int32_t pc_tokenizer_bos_id(const pc_tokenizer *t);
+int32_t pc_tokenizer_eos_id(const pc_tokenizer *t);
+pc_status pc_tokenizer_decode(const pc_tokenizer *t, const int32_t *ids, int n, bool skip_special, char **text,
+                              pc_error *err);
+
 #endif

@@ -1,5 +1,6 @@
 #include "train/batches.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,8 +59,126 @@ pc_status pc_encode_texts(const pc_tokenizer *tok, char *const *texts, int n, in
     return encode_all(tok, texts, n, max_length, NULL, out, err);
 }
 
+/* ---------- causal LM ---------- */
+
+typedef struct lm_builder {
+    pc_encoded *e;
+    int64_t cap_ids, cap_rows;
+} lm_builder;
+
+static pc_status lm_reserve(lm_builder *b, int64_t ids, pc_error *err)
+{
+    pc_encoded *e = b->e;
+    if (e->n + 2 > b->cap_rows) {
+        int64_t cap = b->cap_rows ? 2 * b->cap_rows : 1024;
+        int64_t *offsets = realloc(e->offsets, sizeof *offsets * (size_t)cap);
+        if (!offsets) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory while tokenizing");
+        if (b->cap_rows == 0) offsets[0] = offsets[1] = 0;
+        e->offsets = offsets;
+        b->cap_rows = cap;
+    }
+    if (e->offsets[e->n] + ids <= b->cap_ids) return PEFTC_OK;
+    int64_t cap = b->cap_ids ? b->cap_ids : 4096;
+    while (cap < e->offsets[e->n] + ids) cap *= 2;
+    int32_t *new_ids = realloc(e->ids, sizeof *new_ids * (size_t)cap);
+    if (new_ids) e->ids = new_ids;
+    int32_t *labels = new_ids ? realloc(e->token_labels, sizeof *labels * (size_t)cap) : NULL;
+    if (!labels) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory while tokenizing");
+    e->token_labels = labels;
+    b->cap_ids = cap;
+    return PEFTC_OK;
+}
+
+/* Appends ids to the current (open) example; labels are the ids, or -100 when masked. */
+static pc_status lm_append(lm_builder *b, const int32_t *ids, int n, bool masked, pc_error *err)
+{
+    PC_TRY(lm_reserve(b, n, err));
+    pc_encoded *e = b->e;
+    int64_t at = e->offsets[e->n + 1];
+    for (int i = 0; i < n; i++) {
+        e->ids[at + i] = ids[i];
+        e->token_labels[at + i] = masked ? -100 : ids[i];
+    }
+    e->offsets[e->n + 1] = at + n;
+    return PEFTC_OK;
+}
+
+/* Closes the open example, cut to max_length (max_length 0: no cut). */
+static void lm_close(lm_builder *b, int max_length)
+{
+    pc_encoded *e = b->e;
+    int64_t len = e->offsets[e->n + 1] - e->offsets[e->n];
+    if (max_length > 0 && len > max_length) e->offsets[e->n + 1] = e->offsets[e->n] + max_length;
+    len = e->offsets[e->n + 1] - e->offsets[e->n];
+    if (len > e->max_len) e->max_len = (int)len;
+    e->n++;
+    e->offsets[e->n + 1] = e->offsets[e->n];
+}
+
+static pc_status lm_row(lm_builder *b, const pc_tokenizer *tok, const pc_dataset *ds, int i, bool completion_only,
+                        int32_t eos, pc_error *err)
+{
+    const char *completion = ds->completions ? ds->completions[i] : NULL;
+    int32_t *ids = NULL;
+    int n = 0;
+    pc_status s = pc_tokenizer_encode(tok, ds->texts[i], strlen(ds->texts[i]), true, INT_MAX, &ids, &n, err);
+    if (!s) s = lm_append(b, ids, n, completion && completion_only, err);
+    free(ids);
+    ids = NULL;
+    if (!s && completion) {
+        s = pc_tokenizer_encode(tok, completion, strlen(completion), false, INT_MAX, &ids, &n, err);
+        if (!s) s = lm_append(b, ids, n, false, err);
+        free(ids);
+    }
+    bool ends_with_eos = b->e->offsets[b->e->n + 1] > b->e->offsets[b->e->n] &&
+                         b->e->ids[b->e->offsets[b->e->n + 1] - 1] == eos;
+    if (!s && eos >= 0 && !ends_with_eos) s = lm_append(b, &eos, 1, false, err);
+    return s ? pc_error_prefix(err, "%s: row %d", ds->path, i + 1) : PEFTC_OK;
+}
+
+/* Concatenates every example and cuts the stream into max_length blocks (TRL's packing). */
+static pc_status pack(pc_encoded *e, int max_length, pc_error *err)
+{
+    int64_t total = e->offsets[e->n];
+    int blocks = (int)((total + max_length - 1) / max_length);
+    int64_t *offsets = realloc(e->offsets, sizeof *offsets * (size_t)(blocks + 2));
+    if (!offsets) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    e->offsets = offsets;
+    for (int i = 0; i <= blocks; i++) offsets[i] = (int64_t)i * max_length < total ? (int64_t)i * max_length : total;
+    e->n = blocks;
+    e->max_len = (int)(total < max_length ? total : max_length);
+    return PEFTC_OK;
+}
+
+pc_status pc_encode_lm_dataset(const pc_tokenizer *tok, const pc_dataset *ds, int max_length, bool packing,
+                               bool completion_only_loss, pc_encoded *out, pc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    lm_builder b = { out, 0, 0 };
+    if (max_length <= 0) max_length = pc_tokenizer_model_max_length(tok);
+    pc_status s = lm_reserve(&b, 0, err);
+    int32_t eos = pc_tokenizer_eos_id(tok);
+    for (int i = 0; !s && i < ds->n; i++) {
+        s = lm_row(&b, tok, ds, i, completion_only_loss, eos, err);
+        if (!s) lm_close(&b, packing ? 0 : max_length);
+    }
+    if (!s && packing) s = pack(out, max_length, err);
+    if (s) pc_encoded_free(out);
+    return s;
+}
+
+long pc_count_targets(const pc_encoded *e, const int *order, int count)
+{
+    long n = 0;
+    for (int i = 0; i < count; i++)
+        for (int64_t t = e->offsets[order[i]] + 1; t < e->offsets[order[i] + 1]; t++)
+            n += e->token_labels[t] != -100;
+    return n;
+}
+
 void pc_encoded_free(pc_encoded *e)
 {
+    free(e->token_labels);
     free(e->offsets);
     free(e->ids);
     free(e->labels);
@@ -71,7 +190,7 @@ pc_status pc_batch_buf_init(pc_batch_buf *bb, int B, int T, pc_error *err)
     memset(bb, 0, sizeof *bb);
     bb->ids = calloc((size_t)B * T, sizeof *bb->ids);
     bb->mask = calloc((size_t)B * T, 1);
-    bb->labels = calloc((size_t)B, sizeof *bb->labels);
+    bb->labels = calloc((size_t)B * T, sizeof *bb->labels);
     if (!bb->ids || !bb->mask || !bb->labels) {
         pc_batch_buf_free(bb);
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for a %d x %d batch", B, T);
@@ -106,12 +225,17 @@ const pc_batch *pc_collate(pc_batch_buf *bb, const pc_encoded *e, const int *ord
         memset(mrow, 1, (size_t)len);
         memset(mrow + len, 0, (size_t)(T - len));
         if (e->labels) bb->labels[i] = e->labels[ex];
+        if (e->token_labels) {
+            int32_t *lrow = bb->labels + (long)i * T;
+            memcpy(lrow, e->token_labels + e->offsets[ex], sizeof *lrow * (size_t)len);
+            for (int t = len; t < T; t++) lrow[t] = -100;
+        }
     }
     bb->batch.B = count;
     bb->batch.T = T;
     bb->batch.input_ids = bb->ids;
     bb->batch.attention_mask = bb->mask;
-    bb->batch.labels = e->labels ? bb->labels : NULL;
+    bb->batch.labels = e->labels || e->token_labels ? bb->labels : NULL;
     return &bb->batch;
 }
 

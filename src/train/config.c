@@ -97,6 +97,15 @@ static const pc_key keys[] = {
     K_BOOL(gradient_checkpointing, "false"),
     K_BOOL(dataloader_drop_last, "false"),
 
+    K_BOOL(packing, "false"),
+    K_BOOL(completion_only_loss, "true"),
+    K_STR(prompt, NULL, true),
+    K_INT(max_new_tokens, "64", false),
+    K_BOOL(do_sample, "false"),
+    K_DBL(temperature, "0", false),
+    K_INT(top_k, "50", false),
+    K_DBL(top_p, "1", false),
+
     K_BOOL(load_in_4bit, "false"),
     K_STR(bnb_4bit_quant_type, "fp4", false),
     K_BOOL(bnb_4bit_use_double_quant, "false"),
@@ -104,6 +113,7 @@ static const pc_key keys[] = {
     K_BOOL(bf16, "false"),
 
     { "evaluation_strategy", KEY_ALIAS, 0, 0, NULL, false, "eval_strategy" },
+    { "dataset_text_field", KEY_ALIAS, 0, 0, NULL, false, "text_column" },
     { "push_to_hub", KEY_PUSH_TO_HUB, 0, 0, NULL, false, NULL },
     K_IGNORED(report_to),
     K_IGNORED(overwrite_output_dir),
@@ -823,6 +833,10 @@ pc_status pc_config_validate(const pc_config *c, pc_error *err)
     PC_TRY(AT_LEAST("adam_epsilon", c->adam_epsilon, 0));
     PC_TRY(AT_LEAST("max_grad_norm", c->max_grad_norm, 0));
     PC_TRY(AT_LEAST("neftune_noise_alpha", c->neftune_noise_alpha, 0));
+    PC_TRY(AT_LEAST("max_new_tokens", c->max_new_tokens, 0));
+    PC_TRY(AT_LEAST("temperature", c->temperature, 0));
+    PC_TRY(AT_LEAST("top_k", c->top_k, 0));
+    PC_TRY(check_range("top_p", c->top_p, 0, true, 1, false, err));
     return validate_steps(c, err);
 }
 

@@ -69,6 +69,15 @@ typedef struct pc_config {
     int seed;                      /* 42 */
     bool logging_first_step, shuffle, gradient_checkpointing, dataloader_drop_last;
 
+    /* SFT data (TRL's SFTConfig) and generation (GenerationConfig) */
+    bool packing;                  /* false: concatenate examples and cut max_length blocks when true */
+    bool completion_only_loss;     /* true: loss only on the completion of prompt/completion rows */
+    char *prompt;                  /* generate: the prompt text (NULL = BOS alone) */
+    int max_new_tokens;            /* 64 */
+    bool do_sample;                /* sampling; also implied by temperature > 0 */
+    double temperature, top_p;     /* 0 (greedy; 1.0 when do_sample alone), 1.0 */
+    int top_k;                     /* 50 */
+
     /* BitsAndBytesConfig and precision: stored; the run decides what it supports */
     bool load_in_4bit;
     char *bnb_4bit_quant_type;     /* "fp4" (BitsAndBytesConfig's default; QLoRA uses "nf4") */

@@ -14,6 +14,8 @@
 
 #include "text/unicode.h"
 
+#define NO_COMPLETION SIZE_MAX
+
 /* What the rows are read against, and the rows read so far. */
 typedef struct pc_loader {
     const char *path, *text_column, *label_column;
@@ -24,6 +26,8 @@ typedef struct pc_loader {
     char *bytes;            /* texts, each followed by a NUL */
     size_t len, cap;
     size_t *offsets;        /* start of each text in bytes */
+    size_t *completions;    /* start of each completion in bytes, or NO_COMPLETION */
+    bool lm;                /* causal LM rows: text_column, or prompt + completion */
     int32_t *labels;
     int n;
     size_t cap_rows;
@@ -83,31 +87,51 @@ static pc_status grow(void **p, size_t *cap, size_t need, size_t elem, pc_error 
     return PEFTC_OK;
 }
 
-static pc_status add_row(pc_loader *ld, const char *text, size_t len, int32_t label, int line,
-                         pc_error *err)
+/* Appends one NUL-terminated, UTF-8-checked string to the text storage. */
+static pc_status append_text(pc_loader *ld, const char *text, size_t len, const char *column, int line,
+                             size_t *offset, pc_error *err)
 {
     if (memchr(text, '\0', len))
-        return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d: NUL byte in column '%s'", ld->path, line, ld->text_column);
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d: NUL byte in column '%s'", ld->path, line, column);
     size_t bad = pc_utf8_invalid_at(text, len);
     if (bad < len)
         return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d: invalid UTF-8 in column '%s' at byte %zu", ld->path,
-                       line, ld->text_column, bad);
-    if (ld->n == INT_MAX) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: more than %d rows", ld->path, INT_MAX);
-    if ((size_t)ld->n == ld->cap_rows) {
-        size_t cap = ld->cap_rows ? 2 * ld->cap_rows : 1024;
-        size_t *offsets = realloc(ld->offsets, cap * sizeof *offsets);
-        if (offsets) ld->offsets = offsets;
-        int32_t *labels = offsets ? realloc(ld->labels, cap * sizeof *labels) : NULL;
-        if (!labels) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
-        ld->labels = labels;
-        ld->cap_rows = cap;
-    }
+                       line, column, bad);
     PC_TRY(grow((void **)&ld->bytes, &ld->cap, ld->len + len + 1, 1, err));
     memcpy(ld->bytes + ld->len, text, len);
     ld->bytes[ld->len + len] = '\0';
-    ld->offsets[ld->n] = ld->len;
-    ld->labels[ld->n] = label;
+    *offset = ld->len;
     ld->len += len + 1;
+    return PEFTC_OK;
+}
+
+static pc_status grow_rows(pc_loader *ld, pc_error *err)
+{
+    if ((size_t)ld->n < ld->cap_rows) return PEFTC_OK;
+    size_t cap = ld->cap_rows ? 2 * ld->cap_rows : 1024;
+    size_t *offsets = realloc(ld->offsets, cap * sizeof *offsets);
+    if (offsets) ld->offsets = offsets;
+    size_t *completions = offsets ? realloc(ld->completions, cap * sizeof *completions) : NULL;
+    if (completions) ld->completions = completions;
+    int32_t *labels = completions ? realloc(ld->labels, cap * sizeof *labels) : NULL;
+    if (!labels) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    ld->labels = labels;
+    ld->cap_rows = cap;
+    return PEFTC_OK;
+}
+
+/* A row: its text (or prompt), an optional completion (NULL), and its label (-1 for none). */
+static pc_status add_row(pc_loader *ld, const char *text, size_t len, const char *completion, int32_t label,
+                         int line, pc_error *err)
+{
+    if (ld->n == INT_MAX) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: more than %d rows", ld->path, INT_MAX);
+    PC_TRY(grow_rows(ld, err));
+    const char *column = completion ? "prompt" : ld->text_column;
+    PC_TRY(append_text(ld, text, len, column, line, &ld->offsets[ld->n], err));
+    ld->completions[ld->n] = NO_COMPLETION;
+    if (completion)
+        PC_TRY(append_text(ld, completion, strlen(completion), "completion", line, &ld->completions[ld->n], err));
+    ld->labels[ld->n] = label;
     ld->n++;
     return PEFTC_OK;
 }
@@ -198,10 +222,28 @@ static pc_status json_label(const pc_loader *ld, const cJSON *obj, int line, int
     return check_label_id(ld, v->valuedouble, line, out, err);
 }
 
+/* A causal-LM row with "prompt" and "completion" strings (TRL's prompt-completion format); *done = false
+ * when the record has neither, so that the text column is read instead. */
+static pc_status json_prompt_completion(pc_loader *ld, const cJSON *obj, int line, bool *done, pc_error *err)
+{
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(obj, "prompt");
+    const cJSON *completion = cJSON_GetObjectItemCaseSensitive(obj, "completion");
+    *done = prompt || completion;
+    if (!*done) return PEFTC_OK;
+    if (!cJSON_IsString(prompt) || !cJSON_IsString(completion))
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d: 'prompt' and 'completion' must both be strings", ld->path, line);
+    return add_row(ld, prompt->valuestring, strlen(prompt->valuestring), completion->valuestring, -1, line, err);
+}
+
 static pc_status json_record(pc_loader *ld, const cJSON *obj, int line, pc_error *err)
 {
     if (!cJSON_IsObject(obj))
         return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d: record is not a JSON object", ld->path, line);
+    if (ld->lm) {
+        bool done;
+        PC_TRY(json_prompt_completion(ld, obj, line, &done, err));
+        if (done) return PEFTC_OK;
+    }
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(obj, ld->text_column);
     if (!text) {
         char columns[256];
@@ -211,9 +253,9 @@ static pc_status json_record(pc_loader *ld, const cJSON *obj, int line, pc_error
     if (!cJSON_IsString(text))
         return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d: column '%s' is not a string", ld->path, line,
                        ld->text_column);
-    int32_t label;
-    PC_TRY(json_label(ld, obj, line, &label, err));
-    return add_row(ld, text->valuestring, strlen(text->valuestring), label, line, err);
+    int32_t label = -1;
+    if (!ld->lm) PC_TRY(json_label(ld, obj, line, &label, err));
+    return add_row(ld, text->valuestring, strlen(text->valuestring), NULL, label, line, err);
 }
 
 static const char *skip_space(const char *p, const char *end, int *line)
@@ -429,7 +471,7 @@ static pc_status csv_row(pc_loader *ld, const pc_csv_fields *row, const pc_csv_f
             return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d: empty value in column '%s'", ld->path, line,
                            ld->label_column);
     }
-    return add_row(ld, row->buf + row->starts[text_col], row->lens[text_col], label, line, err);
+    return add_row(ld, row->buf + row->starts[text_col], row->lens[text_col], NULL, label, line, err);
 }
 
 static pc_status load_csv_rows(pc_loader *ld, const char *p, const char *end, char delim, pc_csv_fields *header,
@@ -496,7 +538,17 @@ static pc_status finish(pc_loader *ld, pc_dataset **out, pc_error *err)
         pc_dataset_free(ds);
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     }
-    for (int i = 0; i < ld->n; i++) ds->texts[i] = ld->bytes + ld->offsets[i];
+    bool any_completion = false;
+    for (int i = 0; i < ld->n; i++) {
+        ds->texts[i] = ld->bytes + ld->offsets[i];
+        any_completion |= ld->completions[i] != NO_COMPLETION;
+    }
+    if (any_completion && !(ds->completions = calloc((size_t)ld->n, sizeof *ds->completions))) {
+        pc_dataset_free(ds);
+        return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; any_completion && i < ld->n; i++)
+        if (ld->completions[i] != NO_COMPLETION) ds->completions[i] = ld->bytes + ld->completions[i];
     ds->n = ld->n;
     ds->labels = ld->labels;
     ds->storage = ld->bytes;
@@ -515,10 +567,9 @@ static pc_status load_text(pc_loader *ld, pc_data_format fmt, const char *text, 
     return load_csv(ld, p, end, fmt == FMT_CSV ? ',' : '\t', err);
 }
 
-pc_status pc_dataset_load(const char *path, const char *text_column, const char *label_column,
-                          char *const *id2label, int num_labels, bool require_labels,
-                          pc_dataset **out, pc_error *err)
+static pc_status load_file(pc_loader *ld, pc_dataset **out, pc_error *err)
 {
+    const char *path = ld->path;
     *out = NULL;
     pc_data_format fmt = format_of(path);
     if (fmt == FMT_UNKNOWN)
@@ -527,21 +578,36 @@ pc_status pc_dataset_load(const char *path, const char *text_column, const char 
     char *text = NULL;
     size_t len = 0;
     PC_TRY(read_all(path, &text, &len, err));
+    pc_status s = load_text(ld, fmt, text, len, err);
+    if (s == PEFTC_OK) s = finish(ld, out, err);
+    free(text);
+    free(ld->bytes);
+    free(ld->offsets);
+    free(ld->completions);
+    free(ld->labels);
+    return s;
+}
+
+pc_status pc_dataset_load(const char *path, const char *text_column, const char *label_column,
+                          char *const *id2label, int num_labels, bool require_labels,
+                          pc_dataset **out, pc_error *err)
+{
     pc_loader ld = {.path = path, .text_column = text_column, .label_column = label_column,
                     .id2label = id2label, .num_labels = num_labels, .require_labels = require_labels};
-    pc_status s = load_text(&ld, fmt, text, len, err);
-    if (s == PEFTC_OK) s = finish(&ld, out, err);
-    free(text);
-    free(ld.bytes);
-    free(ld.offsets);
-    free(ld.labels);
-    return s;
+    return load_file(&ld, out, err);
+}
+
+pc_status pc_lm_dataset_load(const char *path, const char *text_column, pc_dataset **out, pc_error *err)
+{
+    pc_loader ld = {.path = path, .text_column = text_column, .label_column = "", .lm = true};
+    return load_file(&ld, out, err);
 }
 
 void pc_dataset_free(pc_dataset *ds)
 {
     if (!ds) return;
     free(ds->texts);
+    free(ds->completions);
     free(ds->labels);
     free(ds->path);
     free(ds->storage);

@@ -14,6 +14,7 @@ typedef struct pc_dataset {
     int n;
     char **texts;       /* n NUL-terminated UTF-8 texts; they point into storage */
     int32_t *labels;    /* n label ids; -1 where a row has no label (or the file no label column) */
+    char **completions; /* NULL, or per row the completion of a prompt/completion row (NULL for text rows) */
     char *path;
     char *storage;      /* owns the bytes of all texts */
 } pc_dataset;
@@ -29,6 +30,10 @@ typedef struct pc_dataset {
 pc_status pc_dataset_load(const char *path, const char *text_column, const char *label_column,
                           char *const *id2label, int num_labels, bool require_labels,
                           pc_dataset **out, pc_error *err);
+
+/* Causal-LM rows from JSON lines (or CSV/TSV text_column): each row is either {text_column: "..."}
+ * (plain LM) or {"prompt": "...", "completion": "..."} (texts[i] = prompt, completions[i] = completion). */
+pc_status pc_lm_dataset_load(const char *path, const char *text_column, pc_dataset **out, pc_error *err);
 
 void pc_dataset_free(pc_dataset *ds);
 

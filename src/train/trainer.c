@@ -53,8 +53,6 @@ static pc_status reject_unavailable(const pc_config *c, pc_error *err)
     if (c->neftune_noise_alpha > 0) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "neftune_noise_alpha: NEFTune is not available in this version");
     if (c->gradient_checkpointing) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "gradient_checkpointing is not available in this version");
     if (c->bf16) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "bf16: bfloat16 training is not available in this version");
-    if (strcmp(c->task_type, "SEQ_CLS") != 0)
-        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "task_type '%s' is not available in this version (SEQ_CLS)", c->task_type);
     if (strcmp(c->optim, "adamw_torch") != 0 && strcmp(c->optim, "adamw_torch_fused") != 0 && strcmp(c->optim, "adamw_hf") != 0)
         return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "optim '%s' is not available in this version (adamw_torch)", c->optim);
     return PEFTC_OK;
@@ -130,10 +128,34 @@ static pc_status build_peft(run *r, pc_error *err)
     return pc_peft_model_create(r->model, &lc, (uint64_t)c->seed, &r->peft, err);
 }
 
+/* The model's task must be the one the config names (PEFT's task_type). */
+static pc_status check_task(const pc_config *c, const pc_model *m, pc_error *err)
+{
+    bool causal = m->task == PC_TASK_CAUSAL_LM;
+    if (causal == (strcmp(c->task_type, "CAUSAL_LM") == 0)) return PEFTC_OK;
+    return pc_fail(err, PEFTC_ERR_INVALID, "task_type is %s but %s is %s: set task_type %s", c->task_type,
+                   m->architecture, causal ? "a causal language model" : "a sequence classifier",
+                   causal ? "CAUSAL_LM" : "SEQ_CLS");
+}
+
+static pc_status load_lm_file(run *r, const char *path, pc_encoded *out, pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    pc_dataset *ds = NULL;
+    PC_TRY(pc_lm_dataset_load(path, c->text_column, &ds, err));
+    pc_status s = pc_encode_lm_dataset(r->tok, ds, c->max_length, c->packing, c->completion_only_loss, out, err);
+    pc_dataset_free(ds);
+    return s;
+}
+
 static pc_status load_data(run *r, pc_error *err)
 {
     const pc_config *c = r->cfg;
     if (!c->train_file) return pc_fail(err, PEFTC_ERR_INVALID, "train_file is required");
+    if (r->model->task == PC_TASK_CAUSAL_LM) {
+        PC_TRY(load_lm_file(r, c->train_file, &r->train, err));
+        return c->validation_file ? load_lm_file(r, c->validation_file, &r->eval, err) : PEFTC_OK;
+    }
     pc_dataset *ds = NULL;
     PC_TRY(pc_dataset_load(c->train_file, c->text_column, c->label_column, r->model->id2label, r->model->num_labels,
                            true, &ds, err));
@@ -165,6 +187,7 @@ static pc_status prepare(run *r, pc_error *err)
     const pc_config *c = r->cfg;
     PC_TRY(reject_unavailable(c, err));
     PC_TRY(load_model(c, &r->model, err));
+    PC_TRY(check_task(c, r->model, err));
     PC_TRY(pc_tokenizer_load(c->model_name_or_path, &r->tok, err));
     PC_TRY(build_peft(r, err));
     char line[200];
@@ -201,6 +224,15 @@ static void release(run *r)
     cJSON_Delete(r->log_history);
 }
 
+/* Padding id: the tokenizer's pad token, else EOS (as SFT recipes set it), else 0. Padding is masked anyway. */
+int32_t pc_padding_id(const pc_tokenizer *tok)
+{
+    int32_t pad = pc_tokenizer_pad_id(tok);
+    if (pad >= 0) return pad;
+    int32_t eos = pc_tokenizer_eos_id(tok);
+    return eos >= 0 ? eos : 0;
+}
+
 /* ---------- evaluation ---------- */
 
 static int argmax(const float *v, int n)
@@ -214,14 +246,14 @@ pc_status pc_evaluate(pc_model *m, const pc_encoded *data, int batch_size, int32
                       pc_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (data->n == 0 || !data->labels) return PEFTC_OK;
+    if (data->n == 0 || (!data->labels && !data->token_labels)) return PEFTC_OK;
     pc_batch_buf bb;
     PC_TRY(pc_batch_buf_init(&bb, batch_size, data->max_len, err));
     PC_TRY(m->ops->reserve(m, batch_size, data->max_len, err));
     int *order = malloc(sizeof *order * (size_t)data->n);
     if (!order) { pc_batch_buf_free(&bb); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory"); }
     pc_epoch_order(order, data->n, false, NULL);
-    double loss_sum = 0;
+    double loss_sum = 0, weight = 0;
     int correct = 0;
     pc_status s = PEFTC_OK;
     for (int start = 0; !s && start < data->n; start += batch_size) {
@@ -229,15 +261,17 @@ pc_status pc_evaluate(pc_model *m, const pc_encoded *data, int batch_size, int32
         const pc_batch *b = pc_collate(&bb, data, order + start, count, pad_id);
         float loss;
         s = m->ops->forward(m, b, false, &loss, err);
-        loss_sum += (double)loss * count;
-        for (int i = 0; !s && i < count; i++)
+        loss_sum += (double)loss * m->n_loss_tokens;  /* examples (SEQ_CLS) or target tokens (causal LM) */
+        weight += (double)m->n_loss_tokens;
+        for (int i = 0; !s && data->labels && i < count; i++)
             correct += argmax(m->logits + (long)i * m->num_labels, m->num_labels) == b->labels[i];
     }
     free(order);
     pc_batch_buf_free(&bb);
     out->n = data->n;
-    out->loss = loss_sum / data->n;
-    out->accuracy = (double)correct / data->n;
+    out->loss = weight > 0 ? loss_sum / weight : 0;
+    out->perplexity = exp(out->loss);
+    out->accuracy = data->labels ? (double)correct / data->n : NAN;
     return s;
 }
 
@@ -310,9 +344,10 @@ static pc_status save_checkpoint(const run *r, pc_error *err)
 static pc_status evaluate_and_log(run *r, pc_error *err)
 {
     pc_eval_result ev;
-    PC_TRY(pc_evaluate(r->model, &r->eval, r->cfg->per_device_eval_batch_size, pc_tokenizer_pad_id(r->tok), &ev, err));
+    PC_TRY(pc_evaluate(r->model, &r->eval, r->cfg->per_device_eval_batch_size, pc_padding_id(r->tok), &ev, err));
     cJSON *e = cJSON_CreateObject();
-    cJSON_AddNumberToObject(e, "eval_accuracy", round4(ev.accuracy));
+    if (r->model->task == PC_TASK_SEQ_CLS) cJSON_AddNumberToObject(e, "eval_accuracy", round4(ev.accuracy));
+    else cJSON_AddNumberToObject(e, "eval_perplexity", ev.perplexity);
     cJSON_AddNumberToObject(e, "eval_loss", ev.loss);
     emit_log(r, e);
     return PEFTC_OK;
@@ -323,17 +358,31 @@ static pc_status evaluate_and_log(run *r, pc_error *err)
 /* The next micro-batch of the epoch, starting a new (reshuffled) epoch when needed. */
 static const pc_batch *next_batch(run *r)
 {
-    if (r->batch_in_epoch == 0) pc_epoch_order(r->order, r->train.n, r->cfg->shuffle, &r->data_rng);
     int B = r->cfg->per_device_train_batch_size;
     int start = r->batch_in_epoch * B;
     int count = r->train.n - start < B ? r->train.n - start : B;
-    return pc_collate(&r->bb, &r->train, r->order + start, count, pc_tokenizer_pad_id(r->tok));
+    return pc_collate(&r->bb, &r->train, r->order + start, count, pc_padding_id(r->tok));
 }
 
 static void end_batch(run *r, bool *epoch_ended)
 {
     *epoch_ended = ++r->batch_in_epoch >= r->n_batches;
     if (*epoch_ended) { r->batch_in_epoch = 0; r->epoch++; }
+}
+
+/* Causal LM: loss targets in the next `micro` micro-batches (transformers' num_items_in_batch, after the
+ * shift), so each micro-batch's mean loss is weighted by its share. 0 for sequence classification. */
+static long window_targets(const run *r, int micro)
+{
+    if (r->model->task != PC_TASK_CAUSAL_LM) return 0;
+    int B = r->cfg->per_device_train_batch_size;
+    long total = 0;
+    for (int i = 0; i < micro; i++) {
+        int start = (r->batch_in_epoch + i) * B;
+        int count = r->train.n - start < B ? r->train.n - start : B;
+        total += pc_count_targets(&r->train, r->order + start, count);
+    }
+    return total;
 }
 
 /* One optimizer step: GA micro-batches (fewer at the end of an epoch), clip, AdamW. */
@@ -344,6 +393,8 @@ static pc_status train_step(run *r, double *loss, double *grad_norm, double *lr,
     int ga = c->gradient_accumulation_steps;
     int left = r->n_batches - r->batch_in_epoch;
     int micro = left < ga ? left : ga;
+    if (r->batch_in_epoch == 0) pc_epoch_order(r->order, r->train.n, c->shuffle, &r->data_rng);
+    long total = window_targets(r, micro);
     pc_param_list_zero_grad(&r->peft->trainable);
     *loss = 0;
     *epoch_ended = false;
@@ -351,8 +402,11 @@ static pc_status train_step(run *r, double *loss, double *grad_norm, double *lr,
         const pc_batch *b = next_batch(r);
         float l;
         PC_TRY(r->model->ops->forward(r->model, b, true, &l, err));
-        r->model->ops->backward(r->model, b, 1.0f / (float)micro);
-        *loss += l / micro;
+        /* share of this micro-batch in the step's loss: 1/micro (SEQ_CLS), targets/total (causal LM) */
+        float w = total > 0 ? (float)r->model->n_loss_tokens / (float)total : 1.0f / (float)micro;
+        if (total == 0 && r->model->task == PC_TASK_CAUSAL_LM) w = 0;
+        r->model->ops->backward(r->model, b, w);
+        *loss += l * w;
         *tokens += (long)b->B * b->T;
         end_batch(r, epoch_ended);
     }
@@ -441,7 +495,7 @@ pc_status pc_train(const pc_config *cfg, const pc_trainer_hooks *hooks, pc_train
     r.cfg = cfg;
     r.hooks = hooks;
     pc_status s = prepare(&r, err);
-    int32_t pad = s ? 0 : pc_tokenizer_pad_id(r.tok);
+    int32_t pad = s ? 0 : pc_padding_id(r.tok);
     if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_before, err);
     if (!s) s = train_loop(&r, result, err);
     if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_after, err);

@@ -28,8 +28,9 @@ typedef struct pc_trainer_hooks {
 } pc_trainer_hooks;
 
 typedef struct pc_eval_result {
-    double loss;               /* sample-weighted mean cross-entropy */
-    double accuracy;
+    double loss;               /* mean cross-entropy per example (SEQ_CLS) or per target token (causal LM) */
+    double accuracy;           /* SEQ_CLS; NaN for causal LMs */
+    double perplexity;         /* exp(loss) */
     int n;
 } pc_eval_result;
 
@@ -49,6 +50,9 @@ pc_status pc_train(const pc_config *cfg, const pc_trainer_hooks *hooks, pc_train
 /* Evaluation over an encoded dataset with labels. */
 pc_status pc_evaluate(pc_model *m, const pc_encoded *data, int batch_size, int32_t pad_id, pc_eval_result *out,
                       pc_error *err);
+
+/* The id batches are padded with: pad token, else EOS, else 0. */
+int32_t pc_padding_id(const pc_tokenizer *tok);
 
 /* Loads model_name_or_path (with cfg's labels) and, when given, adapter_name_or_path. */
 pc_status pc_load_for_inference(const pc_config *cfg, pc_model **model, pc_peft_model **peft, pc_tokenizer **tok,

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
-// Writes the WordPiece tokenizer fixtures of tests/test_tokenizer*.c with Hugging Face's own
-// tokenizers library (the Rust core, through its Node binding):
-//   tests/fixtures/tokenizer/distilbert_ids.jsonl  token ids of texts, per tokenizer variant
+// Writes the tokenizer fixtures of tests/test_tokenizer*.c with Hugging Face's own tokenizers
+// library (the Rust core, through its Node binding):
+//   tests/fixtures/tokenizer/distilbert_ids.jsonl  WordPiece: ids (and decoded text) per tokenizer variant
 //   tests/fixtures/tokenizer/bert_chars.txt        BertNormalizer/BertPreTokenizer on every code point
+//   tests/fixtures/tokenizer/bpe_cases.jsonl       BPE (GPT-2, TinyLlama, stories260K and edited variants):
+//                                                  ids and decoded text of hand-made, README and random texts
+//   tests/fixtures/tokenizer/bpe_bulk.txt          the same tokenizers on every Rotten Tomatoes text, as digests
 // Usage (from this directory): npm install && node make_fixtures.js [SHARED_DIR]
 // (.npmrc keeps npm from writing a package-lock.json; node_modules/ is git-ignored.)
 // SHARED_DIR defaults to ../../../shared (the read-only data next to the repository).
@@ -82,10 +85,15 @@ async function idsFixture() {
     lines.push(JSON.stringify(v));
     const tok = makeTokenizer(v);
     const cases = v.variant === "uncased" ? texts.concat(edgeCases) : edgeCases;
+    const withDecode = v.variant === "uncased" || v.variant === "added";
     for (const text of cases) {
       const ids = await encode(tok, text, true, 0);
       if (ids.length > 512) throw new Error("case longer than the model maximum: " + text.slice(0, 40));
-      add(v.variant, text, ids, {});
+      // decode(ids, skip_special_tokens): "decoded" skips them, "decoded_special" keeps them.
+      const extra = {};
+      if (withDecode) extra.decoded = await tok.decode(ids, true);
+      if (withDecode && edgeCases.includes(text)) extra.decoded_special = await tok.decode(ids, false);
+      add(v.variant, text, ids, extra);
     }
     for (const text of edgeCases.slice(0, 12)) add(v.variant, text, await encode(tok, text, false, 0), {add_special: false});
     if (v.variant !== "uncased") continue;
@@ -172,8 +180,179 @@ function charsFixture() {
   return lines.length;
 }
 
+// ---- BPE tokenizers ---------------------------------------------------------------------
+// Variants: a real tokenizer directory under SHARED_DIR, optionally with edits to its tokenizer.json
+// (top-level keys replaced, "model" keys merged in, "added_tokens" appended, "merges_as_pairs"
+// rewriting "a b" merges as ["a", "b"]). tests/test_tokenizer_bpe.c applies the same edits.
+const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const bpeVariants = [
+  {name: "gpt2", dir: "tokenizers/gpt2"},
+  {name: "tinyllama", dir: "tokenizers/TinyLlama-1.1B-Chat-v1.0"},
+  {name: "stories", dir: "models/stories260K"},
+  // Llama 3's layout on the GPT-2 vocabulary: Split regex + ByteLevel without its own regex,
+  // ignore_merges, merges as pairs, a BOS added token outside the model's vocabulary.
+  {name: "llama3", dir: "tokenizers/gpt2", edits: {
+    pre_tokenizer: {type: "Sequence", pretokenizers: [
+      {type: "Split", pattern: {Regex: LLAMA3_SPLIT}, behavior: "Isolated", invert: false},
+      {type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false}]},
+    post_processor: {type: "Sequence", processors: [
+      {type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true},
+      {type: "TemplateProcessing", single: [{SpecialToken: {id: "<|begin_of_text|>", type_id: 0}}, {Sequence: {id: "A", type_id: 0}}],
+       pair: [{SpecialToken: {id: "<|begin_of_text|>", type_id: 0}}, {Sequence: {id: "A", type_id: 0}}, {SpecialToken: {id: "<|begin_of_text|>", type_id: 1}}, {Sequence: {id: "B", type_id: 1}}],
+       special_tokens: {"<|begin_of_text|>": {id: "<|begin_of_text|>", ids: [50257], tokens: ["<|begin_of_text|>"]}}}]},
+    model: {ignore_merges: true},
+    added_tokens: [{id: 50257, content: "<|begin_of_text|>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true}],
+    merges_as_pairs: true}},
+  // Llama 2 as newer converters write it: a Metaspace pre-tokenizer and decoder, no normalizer.
+  {name: "metaspace", dir: "tokenizers/TinyLlama-1.1B-Chat-v1.0", edits: {
+    normalizer: null,
+    pre_tokenizer: {type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false},
+    decoder: {type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false}}},
+];
+
+function loadBpeVariant(v) {
+  const json = JSON.parse(fs.readFileSync(path.join(shared, v.dir, "tokenizer.json"), "utf8"));
+  const e = v.edits || {};
+  for (const k of Object.keys(e)) {
+    if (k === "model") Object.assign(json.model, e.model);
+    else if (k === "added_tokens") json.added_tokens = json.added_tokens.concat(e.added_tokens);
+    else if (k === "merges_as_pairs") json.model.merges = json.model.merges.map((m) => m.split(" "));
+    else json[k] = e[k];
+  }
+  return tk.Tokenizer.fromString(JSON.stringify(json));
+}
+
+// Hand-made cases: whitespace runs, digits, accents, emoji, scripts, special-token look-alikes.
+const bpeEdgeCases = [
+  "", " ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", " \n ", "\t\t x", "a  b", "a   b", "a\n\nb", "a \n b", "a\t\tb",
+  "  leading", "trailing  ", " both ", "Hello world", " Hello world", "Hello  world", "Hello world ", "hello\nworld",
+  "I believe the meaning of life is", "Once upon a time", "Once upon a time, there was a little girl named Lily.",
+  "0", "7", "42", "123", "1234", "12345", "1234567890", "3.14159", "1,000,000", "2nd 3rd 4th", "10%", "$5.99", "-17",
+  "x1y22z333", "٣٤٥ ١٢", "①②③ ² ½ Ⅻ", "ＡＢＣ１２３", "Café", "Cafe\u0301", "naïve résumé façade", "ÀÉÎÕÜ àéîõü",
+  "Ελληνικά κείμενο", "Русский текст", "עברית", "العربية", "हिन्दी", "ไทย", "한국어 텍스트", "日本語のテキスト",
+  "中文文本", "我爱北京天安门", "hello世界world", "😀", "😀😃😄", "👍🏽", "🇫🇷🇩🇪", "👨‍👩‍👧‍👦", "❤️", "I love it 😀👍🏽 🇫🇷",
+  "a😀b", " 😀", "\u00a0", "a\u00a0b", "a\u00a0 b", "\u3000x", "x\u2028y", "x\u2029y", "x\u0085y", "x\u000by", "x\u000cy",
+  "x\u180ey", "\u180e!", "a\u180e!", "x\u200by", "x\u200dy", "\ufeffBOM", "x\u2009y\u202fz\u205fw", "\u1680ogham",
+  "a\u2000b\u2001c\u200ad", " \u00a0 ", "\u00a0!", "!\u00a0", "a\u0001b\u007fc", "tab\tseparated\nlines\r\nand\u000bvt",
+  "don't", "I'm", "you're", "we've", "she'll", "he'd", "it's", "IT'S", "I'M", "YOU'RE", "'s", "'S", "''", "'''",
+  "it’s curly", "O'Neil's", "rock'n'roll", "'twas", " 's", "x's", "x'S", "x'LL", "x'Ll",
+  "<s>", "</s>", "<unk>", "<s>Hello", "Hello</s>", "a<s>b", "a <s> b", "<s><s>", "</s></s>", "<s> </s>", "< s>", "<s",
+  "s>", "<|endoftext|>", "a<|endoftext|>b", " <|endoftext|> ", "<|endoftext|><|endoftext|>", "<|endoftext|", "|endoftext|>",
+  "<|begin_of_text|>", "<|begin_of_text|>Hi", "x<|begin_of_text|><s><|endoftext|></s>y", "<unk><s></s>",
+  "\u2581", "\u2581\u2581", "\u2581already a metaspace \u2581\u2581", "▁x ▁ y", "<0x41>", "<0x0A>",
+  "!!!", "???", "...", "…", "—", "--", "-->", "<!-- comment -->", "a.b,c;d:e", "(parens) [brackets] {braces}",
+  "\"quoted\" 'single'", "“smart quotes” ‘single’", "«guillemets» ¿qué? ¡sí!", "¥€£§¶©®™°±×÷", "@user #tag $var %p ^c &a *s",
+  "path/to/file.txt", "https://example.com/a?b=c&d=e#f", "user@example.com", "C:\\Windows\\System32", "snake_case camelCase",
+  "def f(x):\n    return x * 2\n", "for (int i = 0; i < n; i++) {\n\tsum += a[i];\n}", "    indented\n        more", "x = {'a': 1}",
+  "a".repeat(300), "ab".repeat(150), "9".repeat(200), " ".repeat(100), "\n".repeat(50), "hello ".repeat(100), "😀".repeat(50),
+  "The quick brown fox jumps over the lazy dog.", "THE QUICK BROWN FOX", "tHe QuIcK bRoWn FoX",
+  "Zalgo: Z\u0351\u0348a\u0310l\u0346g\u0312o", "e\u0301 a\u0308 n\u0303", "ǅemal ß ẞ ﬁ ﬀ", "İstanbul ŞİŞLİ", "ΟΔΥΣΣΕΥΣ",
+];
+
+function mulberry32(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Random strings over an alphabet meant to stress the split regexes and the merges.
+function randomCases(n, seed) {
+  const rnd = mulberry32(seed);
+  const pieces = ["a", "e", "t", "h", "s", "n", "the", "ing", "re", "Lily", "time", "A", "Z", "Q", "x", "1", "2", "9", "0",
+    "123", " ", " ", " ", "  ", "\t", "\n", "\r", "\r\n", "'", "'s", "'t", "'LL", ".", ",", "!", "?", "-", "_", "(", ")", "\"",
+    "é", "ñ", "ü", "ß", "e\u0301", "😀", "👍🏽", "🇫🇷", "中", "国", "日本", "한", "Ω", "π", "Ж", "ا", "ก", "\u00a0",
+    "\u3000", "\u2028", "\u0085", "\u180e", "\u200b", "\u2581", "<s>", "</s>", "<unk>", "<|endoftext|>", "<", ">", "|", "<0x41>",
+    "١", "²", "Ⅻ", "…", "—", "“", "”", "€", "\u0001", "\u007f", "\ufffd"];
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const len = 1 + Math.floor(rnd() * 24);
+    let s = "";
+    for (let k = 0; k < len; k++) s += pieces[Math.floor(rnd() * pieces.length)];
+    out.push(s);
+  }
+  return out;
+}
+
+const fnvIds = (ids) => fnv1a(2166136261, ids).toString(16).padStart(8, "0");
+
+function fnvText(text) {
+  let h = 2166136261;
+  for (const b of Buffer.from(text, "utf8")) h = Math.imul(h ^ b, 16777619) >>> 0;
+  return h.toString(16).padStart(8, "0");
+}
+
+async function bpeCasesFixture(tokenizers) {
+  const rt = path.join(shared, "data", "rotten_tomatoes");
+  const mini = readJsonl(path.join(rt, "mini_train.jsonl")).concat(readJsonl(path.join(rt, "mini_validation.jsonl")));
+  const readme = fs.readFileSync(path.join(shared, "models", "stories260K", "README.md"), "utf8")
+    .split("\n").filter((l) => l.trim());
+  const long = mini.slice(0, 30).join("\n");
+  const texts = bpeEdgeCases.concat(readme, mini, randomCases(900, 20240611), [long]);
+  const lines = [JSON.stringify({variants: bpeVariants,
+    note: "ids: encode(text) with add_special_tokens (unless \"add_special\": false), \"max_length\": truncation; " +
+      "decoded: decode(ids, skip_special_tokens=true) where it differs from text; decoded_special: " +
+      `decode(ids, false); by Hugging Face tokenizers ${version} (Node)`})];
+  for (const text of texts) {
+    const c = {text, ids: {}};
+    const edge = bpeEdgeCases.includes(text);
+    for (const v of bpeVariants) {
+      const ids = await encode(tokenizers[v.name], text, true, 0);
+      c.ids[v.name] = ids;
+      const dec = await tokenizers[v.name].decode(ids, true);
+      if (dec !== text) (c.decoded = c.decoded || {})[v.name] = dec;
+      if (edge) (c.decoded_special = c.decoded_special || {})[v.name] = await tokenizers[v.name].decode(ids, false);
+    }
+    lines.push(JSON.stringify(c));
+  }
+  // add_special false, and truncation with and without the special tokens.
+  const opts = [];
+  for (const text of bpeEdgeCases.slice(0, 40)) opts.push([text, false, 0]);
+  for (const text of mini.slice(0, 6)) for (const n of [1, 2, 5, 16]) { opts.push([text, true, n]); opts.push([text, false, n]); }
+  for (const [text, special, maxLength] of opts) {
+    const c = {text, add_special: special, max_length: maxLength, ids: {}};
+    for (const v of bpeVariants) c.ids[v.name] = await encode(tokenizers[v.name], text, special, maxLength);
+    lines.push(JSON.stringify(c));
+  }
+  fs.writeFileSync(path.join(outDir, "bpe_cases.jsonl"), lines.join("\n") + "\n");
+  return lines.length;
+}
+
+// Every Rotten Tomatoes text: per variant the FNV-1a digest of the ids (as in bert_chars.txt), and
+// "/<digest of the UTF-8 bytes>" of the decoded text when it differs from the text.
+async function bpeBulkFixture(tokenizers) {
+  const files = ["train.jsonl", "validation.jsonl", "test.jsonl"];
+  const lines = [
+    `# Generated by tools/tokenizer_fixtures/make_fixtures.js with Hugging Face tokenizers ${version} (Node).`,
+    `# One line per text of ${files.map((f) => "data/rotten_tomatoes/" + f).join(", ")} in order; columns:`,
+    `# ${bpeVariants.map((v) => v.name).join(" ")} (the variants of bpe_cases.jsonl). Each column is the FNV-1a 32`,
+    "# digest of encode(text) ids (with special tokens; little-endian 32-bit words), then \"/\" and the digest",
+    "# of decode(ids, skip_special_tokens=true) as UTF-8 bytes where that differs from the text.",
+  ];
+  for (const f of files) {
+    for (const text of readJsonl(path.join(shared, "data", "rotten_tomatoes", f))) {
+      const cols = [];
+      for (const v of bpeVariants) {
+        const ids = await encode(tokenizers[v.name], text, true, 0);
+        const dec = await tokenizers[v.name].decode(ids, true);
+        cols.push(fnvIds(ids) + (dec === text ? "" : "/" + fnvText(dec)));
+      }
+      lines.push(cols.join(" "));
+    }
+  }
+  fs.writeFileSync(path.join(outDir, "bpe_bulk.txt"), lines.join("\n") + "\n");
+  return lines.length;
+}
+
 (async () => {
   fs.mkdirSync(outDir, {recursive: true});
   console.log(`distilbert_ids.jsonl: ${await idsFixture()} lines`);
   console.log(`bert_chars.txt: ${charsFixture()} lines`);
+  const tokenizers = {};
+  for (const v of bpeVariants) tokenizers[v.name] = loadBpeVariant(v);
+  console.log(`bpe_cases.jsonl: ${await bpeCasesFixture(tokenizers)} lines`);
+  console.log(`bpe_bulk.txt: ${await bpeBulkFixture(tokenizers)} lines`);
 })().catch((e) => { console.error(e); process.exit(1); });
