@@ -14,6 +14,7 @@
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "kernels/gemm.h"
+#include "kernels/vec.h"
 #include "models/model_util.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
@@ -259,18 +260,13 @@ static void dropout_or_copy(float *y, float *mask, const float *x, long n, float
     }
 }
 
-static void add_inplace(float *y, const float *x, long n)
-{
-    for (long i = 0; i < n; i++) y[i] += x[i];
-}
-
 static void embed(dbert *d, const pc_batch *b, bool training, pc_rng *rng)
 {
     const pc_distilbert_config *c = &d->cfg;
     int D = c->dim;
     long N = (long)b->B * b->T;
     pc_embedding_forward(d->x0, b->input_ids, d->word_emb, (int)N, D);
-    for (long r = 0; r < N; r++) add_inplace(d->x0 + r * D, d->pos_emb + (r % b->T) * D, D);
+    for (long r = 0; r < N; r++) pc_vec_add(d->x0 + r * D, d->pos_emb + (r % b->T) * D, D);
     pc_layernorm_forward(d->emb_ln_out, d->emb_mean, d->emb_rstd, d->x0, d->emb_ln.w, d->emb_ln.b, (int)N, D, LN_EPS);
     dropout_or_copy(d->emb_out, d->emb_drop, d->emb_ln_out, N * D, c->dropout, training, rng);
 }
@@ -289,14 +285,14 @@ static void layer_forward(dbert *d, dbert_layer *L, const float *x, const pc_bat
     pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, d->key_mask, attn_dropout ? a->attn_drop : NULL,
                          b->B, b->T, H, H, hd, 1.0f / sqrtf((float)hd), false, d->attn_scratch);
     pc_linear_forward(&L->o, a->s1, a->ctx, N, training, rng);
-    add_inplace(a->s1, x, (long)N * D);
+    pc_vec_add(a->s1, x, (long)N * D);
     pc_layernorm_forward(a->sa, a->sa_mean, a->sa_rstd, a->s1, L->ln_sa.w, L->ln_sa.b, N, D, LN_EPS);
     pc_linear_forward(&L->ff1, a->f1, a->sa, N, training, rng);
     if (c->relu) pc_relu_forward(a->g, a->f1, (long)N * c->hidden_dim);
     else pc_gelu_forward(a->g, a->f1, (long)N * c->hidden_dim);
     pc_linear_forward(&L->ff2, a->s2, a->g, N, training, rng);
     dropout_or_copy(a->s2, a->ffn_drop, a->s2, (long)N * D, c->dropout, training, rng);
-    add_inplace(a->s2, a->sa, (long)N * D);
+    pc_vec_add(a->s2, a->sa, (long)N * D);
     pc_layernorm_forward(a->out, a->out_mean, a->out_rstd, a->s2, L->ln_out.w, L->ln_out.b, N, D, LN_EPS);
 }
 

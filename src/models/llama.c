@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "formats/json.h"
+#include "kernels/vec.h"
+#include "models/causal_lm.h"
 #include "models/model_util.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
@@ -248,11 +250,6 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
 
 /* ---------- forward ---------- */
 
-static void add_inplace(float *y, const float *x, long n)
-{
-    for (long i = 0; i < n; i++) y[i] += x[i];
-}
-
 /* a = silu(g) * u */
 static void gated_silu(float *a, const float *g, const float *u, long n)
 {
@@ -277,45 +274,19 @@ static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_bat
     pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, b->attention_mask, NULL, b->B, b->T, c->n_heads,
                          c->n_kv_heads, c->head_dim, attn_scale(c), true, l->attn_scratch);
     pc_linear_forward(&L->o, a->h, a->ctx, N, training, rng);
-    add_inplace(a->h, x, (long)N * H);
+    pc_vec_add(a->h, x, (long)N * H);
     pc_rmsnorm_forward(a->n2, a->rstd2, a->h, L->post_norm.w, N, H, c->rms_norm_eps);
     pc_linear_forward(&L->gate, a->g, a->n2, N, training, rng);
     pc_linear_forward(&L->up, a->u, a->n2, N, training, rng);
     gated_silu(a->a, a->g, a->u, NI);
     pc_linear_forward(&L->down, a->out, a->a, N, training, rng);
-    add_inplace(a->out, a->h, (long)N * H);
-}
-
-/* labels[b, t+1] predicts from position t; the last position of each row predicts nothing. */
-static void shift_labels(int32_t *dst, const int32_t *labels, int B, int T)
-{
-    for (int bi = 0; bi < B; bi++)
-        for (int t = 0; t < T; t++)
-            dst[bi * T + t] = t + 1 < T ? labels[bi * T + t + 1] : PC_IGNORE_INDEX;
-}
-
-static pc_status check_batch(const llama *l, const pc_batch *b, pc_error *err)
-{
-    if (b->B > l->cap_B || b->T > l->cap_T)
-        return pc_fail(err, PEFTC_ERR_INVALID, "batch %d x %d exceeds the reserved %d x %d", b->B, b->T, l->cap_B, l->cap_T);
-    if (b->T > l->cfg.max_positions)
-        return pc_fail(err, PEFTC_ERR_INVALID, "sequence length %d exceeds max_position_embeddings %d", b->T,
-                       l->cfg.max_positions);
-    long N = (long)b->B * b->T;
-    for (long i = 0; i < N; i++) {
-        if (b->input_ids[i] < 0 || b->input_ids[i] >= l->cfg.vocab_size)
-            return pc_fail(err, PEFTC_ERR_INVALID, "token id %d at position %ld is outside the vocabulary (size %d)",
-                           b->input_ids[i], i, l->cfg.vocab_size);
-        if (b->labels && b->labels[i] != PC_IGNORE_INDEX && (b->labels[i] < 0 || b->labels[i] >= l->cfg.vocab_size))
-            return pc_fail(err, PEFTC_ERR_INVALID, "label %d at position %ld is outside the vocabulary", b->labels[i], i);
-    }
-    return PEFTC_OK;
+    pc_vec_add(a->out, a->h, (long)N * H);
 }
 
 static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *loss, pc_error *err)
 {
     llama *l = m->impl;
-    PC_TRY(check_batch(l, b, err));
+    PC_TRY(pc_causal_check_batch(b, l->cap_B, l->cap_T, l->cfg.max_positions, l->cfg.vocab_size, err));
     const pc_llama_config *c = &l->cfg;
     int N = b->B * b->T;
     pc_rng *rng = &m->dropout_rng;
@@ -329,13 +300,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     pc_linear_forward(&l->lm_head, m->logits, l->xf, N, training, rng);
     *loss = 0;
     m->n_loss_tokens = 0;
-    if (!b->labels) return PEFTC_OK;
-    shift_labels(l->shift_labels, b->labels, b->B, b->T);
-    int counted = 0;
-    *loss = pc_cross_entropy_forward(l->probs, m->logits, l->shift_labels, N, c->vocab_size, &counted);
-    m->n_loss_tokens = counted;
-    if (!isfinite(*loss)) return pc_fail(err, PEFTC_ERR_NUMERIC, "the loss is %f", (double)*loss);
-    return PEFTC_OK;
+    return b->labels ? pc_causal_loss(m, b, l->shift_labels, l->probs, loss, err) : PEFTC_OK;
 }
 
 /* ---------- backward ---------- */
@@ -374,7 +339,7 @@ static void layer_backward(llama *l, llama_layer *L, const float *x, const pc_ba
     pc_linear_backward(&L->gate, l->d_tmp, false, l->d_i1, a->n2, N);
     pc_linear_backward(&L->up, l->d_tmp, true, l->d_i2, a->n2, N);              /* d_tmp = dL/dn2 */
     pc_rmsnorm_backward(l->d_q, L->post_norm.dw, l->d_tmp, a->h, a->rstd2, L->post_norm.w, N, H);
-    add_inplace(l->d_cur, l->d_q, NH);                                          /* d_cur = dL/dh */
+    pc_vec_add(l->d_cur, l->d_q, NH);                                          /* d_cur = dL/dh */
     /* h = x + o(attn(...)) */
     pc_linear_backward(&L->o, l->d_tmp, false, l->d_cur, a->ctx, N);            /* dL/dctx */
     pc_attention_backward(l->d_q, l->d_k, l->d_v, l->d_tmp, a->probs, a->q, a->k, a->v, b->attention_mask, NULL,
@@ -387,7 +352,7 @@ static void layer_backward(llama *l, llama_layer *L, const float *x, const pc_ba
     pc_linear_backward(&L->v, dn1, true, l->d_v, a->n1, N);
     if (!need_dx) return;
     pc_rmsnorm_backward(l->d_q, L->in_norm.dw, l->d_tmp, x, a->rstd1, L->in_norm.w, N, H);
-    add_inplace(l->d_cur, l->d_q, NH);                                          /* d_cur = dL/dx */
+    pc_vec_add(l->d_cur, l->d_q, NH);                                          /* d_cur = dL/dx */
 }
 
 static void backward(pc_model *m, const pc_batch *b, float dloss)
@@ -395,8 +360,7 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
     llama *l = m->impl;
     const pc_llama_config *c = &l->cfg;
     int N = b->B * b->T;
-    float scale = m->n_loss_tokens > 0 ? dloss / (float)m->n_loss_tokens : 0.0f;
-    pc_cross_entropy_backward(l->probs, l->probs, l->shift_labels, N, c->vocab_size, scale);
+    pc_causal_loss_backward(m, b, l->shift_labels, l->probs, l->probs, dloss);
     pc_linear_backward(&l->lm_head, l->d_tmp, false, l->probs, l->xf, N);
     const float *x_last = l->layers[c->n_layers - 1].a.out;
     pc_rmsnorm_backward(l->d_cur, l->final_norm.dw, l->d_tmp, x_last, l->rstd_f, l->final_norm.w, N, c->hidden);
@@ -447,13 +411,13 @@ static void layer_decode(llama *l, llama_layer *L, float *x, int pos, pc_rng *rn
     pc_attention_decode(a->ctx, a->q, L->k_cache, L->v_cache, pos + 1, c->n_heads, c->n_kv_heads, c->head_dim,
                         attn_scale(c), l->decode_scratch);
     pc_linear_forward(&L->o, a->h, a->ctx, 1, false, rng);
-    add_inplace(x, a->h, H);
+    pc_vec_add(x, a->h, H);
     pc_rmsnorm_forward(a->n2, a->rstd2, x, L->post_norm.w, 1, H, c->rms_norm_eps);
     pc_linear_forward(&L->gate, a->g, a->n2, 1, false, rng);
     pc_linear_forward(&L->up, a->u, a->n2, 1, false, rng);
     gated_silu(a->a, a->g, a->u, c->intermediate);
     pc_linear_forward(&L->down, a->out, a->a, 1, false, rng);
-    add_inplace(x, a->out, H);
+    pc_vec_add(x, a->out, H);
 }
 
 static pc_status decode(pc_model *m, const int32_t *ids, int n, pc_error *err)

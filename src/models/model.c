@@ -7,6 +7,7 @@
 #include "formats/json.h"
 #include "formats/safetensors.h"
 #include "models/distilbert.h"
+#include "models/gpt2.h"
 #include "models/llama.h"
 #include "models/model_util.h"
 
@@ -45,6 +46,16 @@ static pc_status load_llama(const char *dir, const char *config_path, const pc_m
     return pc_llama_load(dir, &cfg, st, opts, out, err);
 }
 
+static pc_status load_gpt2(const char *dir, const char *config_path, const pc_model_options *opts,
+                            pc_model **out, pc_error *err)
+{
+    pc_gpt2_config cfg;
+    PC_TRY(pc_gpt2_config_load(config_path, &cfg, err));
+    pc_safetensors *st = NULL;
+    PC_TRY(pc_st_open_model_dir(dir, &st, err));
+    return pc_gpt2_load(dir, &cfg, st, opts, out, err);
+}
+
 pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model **out, pc_error *err)
 {
     char config_path[4096];
@@ -60,8 +71,9 @@ pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model 
     if (strcmp(type, "distilbert") == 0) return load_distilbert(dir, config_path, opts, out, err);
     if (!strcmp(type, "llama") || !strcmp(type, "mistral") || !strcmp(type, "qwen2"))
         return load_llama(dir, config_path, opts, out, err);
+    if (strcmp(type, "gpt2") == 0) return load_gpt2(dir, config_path, opts, out, err);
     if (!type[0]) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: no model_type", config_path);
-    return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: model_type '%s' is not supported (supported: distilbert, llama, mistral, qwen2)",
+    return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: model_type '%s' is not supported (supported: distilbert, llama, mistral, qwen2, gpt2)",
                    config_path, type);
 }
 

@@ -36,7 +36,8 @@ static pc_status make_linear_trainable(pc_peft_model *p, pc_linear *lin, pc_erro
     lin->W = pc_owned_dup(&p->owned, lin->W, nw);
     lin->dW = pc_owned_alloc(&p->owned, nw);
     if (!lin->W || !lin->dW) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for %s", lin->name);
-    PC_TRY(add_param(p, lin->name, ".weight", lin->W, lin->dW, 2, lin->out, lin->in, true, err));
+    int64_t d0 = lin->w_in_out ? lin->in : lin->out, d1 = lin->w_in_out ? lin->out : lin->in;
+    PC_TRY(add_param(p, lin->name, ".weight", lin->W, lin->dW, 2, d0, d1, true, err));
     p->n_all += nw;
     if (!lin->b) return PEFTC_OK;
     lin->b = pc_owned_dup(&p->owned, lin->b, lin->out);
@@ -118,6 +119,7 @@ static pc_status apply(pc_peft_model *p, uint64_t seed, pc_error *err)
         if (pc_lora_config_saves(c, lin->name)) {
             PC_TRY(make_linear_trainable(p, lin, err));
         } else if (targeted(c, m, lin)) {
+            c->fan_in_fan_out |= lin->w_in_out;  /* PEFT sets it for Conv1D targets (and saves it) */
             PC_TRY(attach_lora(p, lin, &p->adapters[p->n_adapters++], &rng, err));
             p->n_all += (int64_t)c->r * (lin->in + lin->out);
         }

@@ -13,6 +13,7 @@
 typedef struct pc_linear {
     char name[160];     /* Hugging Face module name, e.g. "distilbert.transformer.layer.0.attention.q_lin" */
     int in, out;
+    bool w_in_out;      /* W stored [in, out] (GPT-2's Conv1D; PEFT's fan_in_fan_out) instead of [out, in] */
     float *W, *b;       /* W may point into a read-only mmap while frozen */
     float *dW, *db;     /* non-NULL when W / b are trainable */
     pc_lora *lora;      /* NULL when no adapter sits on this Linear */
