@@ -1,6 +1,6 @@
-/* DistilBERT + LoRA against PyTorch fixtures (tools/make_distilbert_fixtures.py):
- * logits and loss, gradients of every trainable tensor, and weights after three
- * AdamW steps with the linear schedule and clipping. */
+/* Models + LoRA against PyTorch fixtures (tools/make_distilbert_fixtures.py,
+ * tools/make_causal_fixtures.py): logits and loss, gradients of every trainable
+ * tensor, and weights after three AdamW steps with the linear schedule and clipping. */
 #include "testlib.h"
 
 #include <stdlib.h>
@@ -13,8 +13,8 @@ typedef struct parity_case {
     pc_model *model;
     pc_peft_model *peft;
     pc_safetensors *ref;
-    int32_t ids[64], labels[8];
-    uint8_t mask[64];
+    int32_t ids[256], labels[256];
+    uint8_t mask[256];
     pc_batch batch;
 } parity_case;
 
@@ -43,11 +43,13 @@ static int open_case(parity_case *c, const char *name)
     if (!c->peft || !c->ref) return -1;
     const pc_st_tensor *ids = pc_st_find(c->ref, "input_ids");
     int B = (int)ids->shape[0], T = (int)ids->shape[1];
-    int32_t mask32[64];
+    int32_t mask32[256];
+    CHECK(B * T <= 256);
     read_i64_as_i32(ids, c->ids, (long)B * T);
     read_i64_as_i32(pc_st_find(c->ref, "attention_mask"), mask32, (long)B * T);
     for (int i = 0; i < B * T; i++) c->mask[i] = (uint8_t)mask32[i];
-    read_i64_as_i32(pc_st_find(c->ref, "labels"), c->labels, B);
+    const pc_st_tensor *labels = pc_st_find(c->ref, "labels");
+    read_i64_as_i32(labels, c->labels, (long)pc_st_numel(labels));  /* [B] class ids or [B, T] token labels */
     c->batch = (pc_batch){ B, T, c->ids, c->mask, c->labels };
     CHECK(c->model->ops->reserve(c->model, B, T, &err) == PEFTC_OK);
     return 0;
@@ -148,4 +150,21 @@ TEST(distilbert_print_trainable_parameters_qv)
 TEST(distilbert_print_trainable_parameters_all)
 {
     check_trainable_line("distilbert_tiny/all", "trainable params: 4,739 || all params: 27,526 || trainable%: 17.2164");
+}
+
+TEST(llama_gqa_forward_and_gradients_match_pytorch) { check_forward_and_gradients("causal_tiny/llama_gqa"); }
+TEST(llama_gqa_three_adamw_steps_match_pytorch) { check_three_adamw_steps("causal_tiny/llama_gqa"); }
+TEST(llama_tied_bias_forward_and_gradients_match_pytorch) { check_forward_and_gradients("causal_tiny/llama_tied_bias"); }
+TEST(llama_tied_bias_three_adamw_steps_match_pytorch) { check_three_adamw_steps("causal_tiny/llama_tied_bias"); }
+TEST(qwen2_forward_and_gradients_match_pytorch) { check_forward_and_gradients("causal_tiny/qwen2"); }
+TEST(qwen2_three_adamw_steps_match_pytorch) { check_three_adamw_steps("causal_tiny/qwen2"); }
+TEST(gpt2_forward_and_gradients_match_pytorch) { check_forward_and_gradients("causal_tiny/gpt2"); }
+TEST(gpt2_three_adamw_steps_match_pytorch) { check_three_adamw_steps("causal_tiny/gpt2"); }
+
+TEST(causal_print_trainable_parameters)
+{
+    check_trainable_line("causal_tiny/llama_gqa", "trainable params: 1,280 || all params: 20,896 || trainable%: 6.1256");
+    check_trainable_line("causal_tiny/llama_tied_bias", "trainable params: 4,992 || all params: 33,248 || trainable%: 15.0144");
+    check_trainable_line("causal_tiny/qwen2", "trainable params: 896 || all params: 18,592 || trainable%: 4.8193");
+    check_trainable_line("causal_tiny/gpt2", "trainable params: 1,024 || all params: 29,568 || trainable%: 3.4632");
 }
