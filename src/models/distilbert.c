@@ -22,6 +22,7 @@
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
 #include "nn/loss.h"
+#include "peft/neftune.h"
 
 #define LN_EPS 1e-12f
 
@@ -260,12 +261,13 @@ static void dropout_or_copy(float *y, float *mask, const float *x, long n, float
     }
 }
 
-static void embed(dbert *d, const pc_batch *b, bool training, pc_rng *rng)
+static void embed(pc_model *m, dbert *d, const pc_batch *b, bool training, pc_rng *rng)
 {
     const pc_distilbert_config *c = &d->cfg;
     int D = c->dim;
     long N = (long)b->B * b->T;
     pc_embedding_forward(d->x0, b->input_ids, d->word_emb, (int)N, D);
+    if (training) pc_neftune_apply(d->x0, b->B, b->T, D, m->neftune_noise_alpha, &m->neftune_rng);
     for (long r = 0; r < N; r++) pc_vec_add(d->x0 + r * D, d->pos_emb + (r % b->T) * D, D);
     pc_layernorm_forward(d->emb_ln_out, d->emb_mean, d->emb_rstd, d->x0, d->emb_ln.w, d->emb_ln.b, (int)N, D, LN_EPS);
     dropout_or_copy(d->emb_out, d->emb_drop, d->emb_ln_out, N * D, c->dropout, training, rng);
@@ -338,7 +340,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     d->training = training;
     pc_rng *rng = &m->dropout_rng;
     memcpy(d->key_mask, b->attention_mask, (size_t)b->B * b->T);
-    embed(d, b, training, rng);
+    embed(m, d, b, training, rng);
     const float *x = d->emb_out;
     for (int i = 0; i < d->cfg.n_layers; i++) {
         layer_forward(d, &d->layers[i], x, b, training, rng);
@@ -511,6 +513,7 @@ pc_status pc_distilbert_load(const char *dir, const pc_distilbert_config *cfg, p
     m->vocab_size = cfg->vocab_size;
     m->max_positions = cfg->max_position_embeddings;
     pc_rng_init(&m->dropout_rng, opts ? opts->seed : 42, "dropout");
+    pc_rng_init(&m->neftune_rng, opts ? opts->seed : 42, "neftune");
     pc_rng head_rng;
     pc_rng_init(&head_rng, opts ? opts->seed : 42, "head_init");
     d->layers = calloc((size_t)cfg->n_layers, sizeof *d->layers);

@@ -20,6 +20,7 @@
 #include "nn/dropout.h"
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
+#include "peft/neftune.h"
 
 typedef struct layer_acts {
     float *n1, *mean1, *rstd1, *qkv, *q, *k, *v, *probs, *attn_drop, *ctx, *proj_drop, *h;
@@ -251,11 +252,12 @@ static void layer_forward(gpt2 *g, gpt2_layer *L, const float *x, const pc_batch
     pc_vec_add(a->out, a->h, NE);
 }
 
-static void embed(gpt2 *g, const int32_t *ids, int B, int T, int pos0, bool training, pc_rng *rng)
+static void embed(pc_model *m, gpt2 *g, const int32_t *ids, int B, int T, int pos0, bool training, pc_rng *rng)
 {
     int E = g->cfg.n_embd;
     long N = (long)B * T;
     pc_embedding_forward(g->x0, ids, g->wte, (int)N, E);
+    if (training) pc_neftune_apply(g->x0, B, T, E, m->neftune_noise_alpha, &m->neftune_rng);
     for (long r = 0; r < N; r++) pc_vec_add(g->x0 + r * E, g->wpe + (pos0 + r % T) * (long)E, E);
     dropout_or_copy(g->x0, g->emb_drop, g->x0, N * E, g->cfg.embd_pdrop, training, rng);
 }
@@ -268,7 +270,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     g->training = training;
     int N = b->B * b->T;
     pc_rng *rng = &m->dropout_rng;
-    embed(g, b->input_ids, b->B, b->T, 0, training, rng);
+    embed(m, g, b->input_ids, b->B, b->T, 0, training, rng);
     const float *x = g->x0;
     for (int i = 0; i < c->n_layer; i++) {
         layer_forward(g, &g->layers[i], x, b, training, rng);
@@ -399,7 +401,7 @@ static pc_status decode(pc_model *m, const int32_t *ids, int n, pc_error *err)
     for (int t = 0; t < n; t++) {
         if (ids[t] < 0 || ids[t] >= c->vocab_size)
             return pc_fail(err, PEFTC_ERR_INVALID, "token id %d is outside the vocabulary (size %d)", ids[t], c->vocab_size);
-        embed(g, &ids[t], 1, 1, g->cache_len, false, &m->dropout_rng);
+        embed(m, g, &ids[t], 1, 1, g->cache_len, false, &m->dropout_rng);
         for (int i = 0; i < c->n_layer; i++) layer_decode(g, &g->layers[i], g->x0, g->cache_len, &m->dropout_rng);
         g->cache_len++;
     }
@@ -502,6 +504,7 @@ pc_status pc_gpt2_load(const char *dir, const pc_gpt2_config *cfg, pc_safetensor
     m->bos_token_id = cfg->bos_token_id;
     m->eos_token_id = cfg->eos_token_id;
     pc_rng_init(&m->dropout_rng, opts ? opts->seed : 42, "dropout");
+    pc_rng_init(&m->neftune_rng, opts ? opts->seed : 42, "neftune");
     pc_status s = load_all(m, g, err);
     if (s) {
         pc_error_prefix(err, "%s", dir);

@@ -22,6 +22,7 @@
 #include "nn/loss.h"
 #include "nn/rmsnorm.h"
 #include "nn/rope.h"
+#include "peft/neftune.h"
 
 typedef struct layer_acts {
     float *n1, *rstd1, *q, *k, *v, *probs, *ctx, *h, *n2, *rstd2, *g, *u, *a, *out;
@@ -291,6 +292,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     int N = b->B * b->T;
     pc_rng *rng = &m->dropout_rng;
     pc_embedding_forward(l->x0, b->input_ids, l->embed, N, c->hidden);
+    if (training) pc_neftune_apply(l->x0, b->B, b->T, c->hidden, m->neftune_noise_alpha, &m->neftune_rng);
     const float *x = l->x0;
     for (int i = 0; i < c->n_layers; i++) {
         layer_forward(l, &l->layers[i], x, b, training, rng);
@@ -534,6 +536,7 @@ pc_status pc_llama_load(const char *dir, const pc_llama_config *cfg, pc_safetens
     m->bos_token_id = cfg->bos_token_id;
     m->eos_token_id = cfg->eos_token_id;
     pc_rng_init(&m->dropout_rng, opts ? opts->seed : 42, "dropout");
+    pc_rng_init(&m->neftune_rng, opts ? opts->seed : 42, "neftune");
     pc_status s = load_all(m, l, err);
     if (s) {
         pc_error_prefix(err, "%s", dir);

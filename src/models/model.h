@@ -68,6 +68,8 @@ struct pc_model {
     float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] */
     long n_loss_tokens;              /* labels counted by the last forward's loss */
     pc_rng dropout_rng;              /* the "dropout" stream */
+    float neftune_noise_alpha;       /* > 0: NEFTune noise on the input embeddings in training */
+    pc_rng neftune_rng;              /* the "neftune" stream */
     void *impl;
 };
 
