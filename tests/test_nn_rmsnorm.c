@@ -59,8 +59,9 @@ TEST(nn_rmsnorm_gradients_match_finite_differences)
     for (int j = 0; j < RN_DIM; j++) dw[j] -= 1.0f;
     double ex = nn_gradcheck(c.x, RN_ROWS * RN_DIM, dx, rn_loss, &c, 1e-3f);
     double ew = nn_gradcheck(c.w_norm, RN_DIM, dw, rn_loss, &c, 1e-3f);
-    CHECK_MSG(ex < 5e-3, "dx rel err %g", ex);
-    CHECK_MSG(ew < 5e-3, "dw rel err %g", ew);
+    /* measured 1.4e-4 and 1.2e-5; a 1 % error in the rstd^3 term of dx gives 3e-3 */
+    CHECK_MSG(ex < 1e-3, "dx rel err %g", ex);
+    CHECK_MSG(ew < 1e-3, "dw rel err %g", ew);
 }
 
 /* dx may alias dy; dw NULL (frozen weight) gives the same dx. */

@@ -45,6 +45,7 @@ typedef struct dbert {
     pc_distilbert_config cfg;
     pc_safetensors *st;
     pc_owned owned;                  /* every buffer this model allocated */
+    bool bare_checkpoint;            /* a DistilBertModel checkpoint: keys without "distilbert." */
     float *word_emb, *pos_emb;
     pc_norm emb_ln;
     dbert_layer *layers;
@@ -110,30 +111,42 @@ pc_status pc_distilbert_config_load(const char *path, pc_distilbert_config *c, p
 
 /* ---------- weights ---------- */
 
-static pc_status load_linear(dbert *d, pc_linear *lin, const char *prefix, const char *module,
-                             int in, int out, pc_error *err)
+/* Module names are DistilBertForSequenceClassification's ("distilbert.transformer..."),
+ * PEFT's key names are built from them. Checkpoints of DistilBertForMaskedLM /
+ * ...ForSequenceClassification store the encoder under the same "distilbert." prefix,
+ * a bare DistilBertModel without it: *key gets the checkpoint's spelling. */
+static void checkpoint_key(const dbert *d, const char *module, const char *suffix, char *key, size_t n)
 {
-    snprintf(lin->name, sizeof lin->name, "%s%s", prefix, module);
-    lin->in = in;
-    lin->out = out;
-    char key[200];
-    snprintf(key, sizeof key, "%s.weight", lin->name);
-    int64_t wshape[2] = {out, in}, bshape[1] = {out};
-    PC_TRY(pc_model_tensor(d->st, &d->owned, key, 2, wshape, &lin->W, err));
-    snprintf(key, sizeof key, "%s.bias", lin->name);
-    return pc_model_tensor(d->st, &d->owned, key, 1, bshape, &lin->b, err);
+    const char *canon = "distilbert.";
+    size_t len = strlen(canon);
+    if (!d->bare_checkpoint || strncmp(module, canon, len) != 0) snprintf(key, n, "%s%s", module, suffix);
+    else snprintf(key, n, "%s%s", module + len, suffix);
 }
 
-static pc_status load_norm(dbert *d, pc_norm *n, const char *prefix, const char *module, int dim, pc_error *err)
+static pc_status load_param(dbert *d, const char *module, const char *suffix, int ndim, int64_t d0, int64_t d1,
+                            float **dst, pc_error *err)
 {
-    snprintf(n->name, sizeof n->name, "%s%s", prefix, module);
-    n->dim = dim;
     char key[200];
-    int64_t shape[1] = {dim};
-    snprintf(key, sizeof key, "%s.weight", n->name);
-    PC_TRY(pc_model_tensor(d->st, &d->owned, key, 1, shape, &n->w, err));
-    snprintf(key, sizeof key, "%s.bias", n->name);
-    return pc_model_tensor(d->st, &d->owned, key, 1, shape, &n->b, err);
+    checkpoint_key(d, module, suffix, key, sizeof key);
+    int64_t shape[2] = {d0, d1};
+    return pc_model_tensor(d->st, &d->owned, key, ndim, shape, dst, err);
+}
+
+static pc_status load_linear(dbert *d, pc_linear *lin, const char *module, int in, int out, pc_error *err)
+{
+    snprintf(lin->name, sizeof lin->name, "%s", module);
+    lin->in = in;
+    lin->out = out;
+    PC_TRY(load_param(d, module, ".weight", 2, out, in, &lin->W, err));
+    return load_param(d, module, ".bias", 1, out, 0, &lin->b, err);
+}
+
+static pc_status load_norm(dbert *d, pc_norm *n, const char *module, int dim, pc_error *err)
+{
+    snprintf(n->name, sizeof n->name, "%s", module);
+    n->dim = dim;
+    PC_TRY(load_param(d, module, ".weight", 1, dim, 0, &n->w, err));
+    return load_param(d, module, ".bias", 1, dim, 0, &n->b, err);
 }
 
 /* A classification-head Linear: from the checkpoint when present, else freshly
@@ -143,7 +156,7 @@ static pc_status load_or_init_head(dbert *d, pc_linear *lin, const char *name, i
 {
     char key[200];
     snprintf(key, sizeof key, "%s.weight", name);
-    if (pc_st_find(d->st, key)) return load_linear(d, lin, "", name, in, out, err);
+    if (pc_st_find(d->st, key)) return load_linear(d, lin, name, in, out, err);
     snprintf(lin->name, sizeof lin->name, "%s", name);
     lin->in = in;
     lin->out = out;
@@ -154,47 +167,40 @@ static pc_status load_or_init_head(dbert *d, pc_linear *lin, const char *name, i
     return PEFTC_OK;
 }
 
-/* Checkpoints of DistilBertForMaskedLM / ...ForSequenceClassification prefix
- * the encoder with "distilbert."; a bare DistilBertModel does not. */
-static const char *encoder_prefix(const pc_safetensors *st)
-{
-    return pc_st_find(st, "distilbert.embeddings.word_embeddings.weight") ? "distilbert." : "";
-}
-
-static pc_status load_embeddings(dbert *d, const char *prefix, pc_error *err)
+static pc_status load_embeddings(dbert *d, pc_error *err)
 {
     const pc_distilbert_config *c = &d->cfg;
     char key[200];
-    int64_t wshape[2] = {c->vocab_size, c->dim}, pshape[2] = {c->max_position_embeddings, c->dim};
-    snprintf(key, sizeof key, "%sembeddings.word_embeddings.weight", prefix);
-    PC_TRY(pc_model_tensor(d->st, &d->owned, key, 2, wshape, &d->word_emb, err));
-    snprintf(key, sizeof key, "%sembeddings.position_embeddings.weight", prefix);
+    PC_TRY(load_param(d, "distilbert.embeddings.word_embeddings", ".weight", 2, c->vocab_size, c->dim,
+                      &d->word_emb, err));
+    checkpoint_key(d, "distilbert.embeddings.position_embeddings", ".weight", key, sizeof key);
     if (c->sinusoidal_pos_embds && !pc_st_find(d->st, key)) {
-        d->pos_emb = pc_owned_alloc(&d->owned, (long)pshape[0] * c->dim);
+        d->pos_emb = pc_owned_alloc(&d->owned, (long)c->max_position_embeddings * c->dim);
         if (!d->pos_emb) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for position embeddings");
         pc_sinusoidal_positions(d->pos_emb, c->max_position_embeddings, c->dim);
     } else {
-        PC_TRY(pc_model_tensor(d->st, &d->owned, key, 2, pshape, &d->pos_emb, err));
+        PC_TRY(load_param(d, "distilbert.embeddings.position_embeddings", ".weight", 2, c->max_position_embeddings,
+                          c->dim, &d->pos_emb, err));
     }
-    char module[100];
-    snprintf(module, sizeof module, "%sembeddings.LayerNorm", prefix);
-    return load_norm(d, &d->emb_ln, "", module, c->dim, err);
+    return load_norm(d, &d->emb_ln, "distilbert.embeddings.LayerNorm", c->dim, err);
 }
 
-static pc_status load_layer(dbert *d, int i, const char *prefix, pc_error *err)
+static pc_status load_layer(dbert *d, int i, pc_error *err)
 {
     const pc_distilbert_config *c = &d->cfg;
     dbert_layer *L = &d->layers[i];
-    char p[100];
-    snprintf(p, sizeof p, "%stransformer.layer.%d.", prefix, i);
-    PC_TRY(load_linear(d, &L->q, p, "attention.q_lin", c->dim, c->dim, err));
-    PC_TRY(load_linear(d, &L->k, p, "attention.k_lin", c->dim, c->dim, err));
-    PC_TRY(load_linear(d, &L->v, p, "attention.v_lin", c->dim, c->dim, err));
-    PC_TRY(load_linear(d, &L->o, p, "attention.out_lin", c->dim, c->dim, err));
-    PC_TRY(load_norm(d, &L->ln_sa, p, "sa_layer_norm", c->dim, err));
-    PC_TRY(load_linear(d, &L->ff1, p, "ffn.lin1", c->dim, c->hidden_dim, err));
-    PC_TRY(load_linear(d, &L->ff2, p, "ffn.lin2", c->hidden_dim, c->dim, err));
-    return load_norm(d, &L->ln_out, p, "output_layer_norm", c->dim, err);
+    char p[200];
+#define NAME(suffix) (snprintf(p, sizeof p, "distilbert.transformer.layer.%d.%s", i, suffix), p)
+    PC_TRY(load_linear(d, &L->q, NAME("attention.q_lin"), c->dim, c->dim, err));
+    PC_TRY(load_linear(d, &L->k, NAME("attention.k_lin"), c->dim, c->dim, err));
+    PC_TRY(load_linear(d, &L->v, NAME("attention.v_lin"), c->dim, c->dim, err));
+    PC_TRY(load_linear(d, &L->o, NAME("attention.out_lin"), c->dim, c->dim, err));
+    PC_TRY(load_norm(d, &L->ln_sa, NAME("sa_layer_norm"), c->dim, err));
+    PC_TRY(load_linear(d, &L->ff1, NAME("ffn.lin1"), c->dim, c->hidden_dim, err));
+    PC_TRY(load_linear(d, &L->ff2, NAME("ffn.lin2"), c->hidden_dim, c->dim, err));
+    PC_TRY(load_norm(d, &L->ln_out, NAME("output_layer_norm"), c->dim, err));
+#undef NAME
+    return PEFTC_OK;
 }
 
 /* ---------- activations ---------- */
@@ -518,9 +524,10 @@ pc_status pc_distilbert_load(const char *dir, const pc_distilbert_config *cfg, p
     pc_rng_init(&head_rng, opts ? opts->seed : 42, "head_init");
     d->layers = calloc((size_t)cfg->n_layers, sizeof *d->layers);
     pc_status s = d->layers ? PEFTC_OK : pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
-    const char *prefix = encoder_prefix(st);
-    if (!s) s = load_embeddings(d, prefix, err);
-    for (int i = 0; !s && i < cfg->n_layers; i++) s = load_layer(d, i, prefix, err);
+    d->bare_checkpoint = !pc_st_find(st, "distilbert.embeddings.word_embeddings.weight") &&
+                         pc_st_find(st, "embeddings.word_embeddings.weight");
+    if (!s) s = load_embeddings(d, err);
+    for (int i = 0; !s && i < cfg->n_layers; i++) s = load_layer(d, i, err);
     if (!s) s = load_or_init_head(d, &d->pre_classifier, "pre_classifier", cfg->dim, cfg->dim, &head_rng, err);
     if (!s) s = load_or_init_head(d, &d->classifier, "classifier", cfg->dim, cfg->num_labels, &head_rng, err);
     if (s) {

@@ -16,15 +16,20 @@ static pc_status out_of_memory(pc_error *err, size_t n)
     return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for a %zu-element text buffer", n);
 }
 
+pc_status pc_strbuf_reserve(pc_strbuf *b, size_t more, pc_error *err)
+{
+    if (b->n + more + 1 <= b->cap) return PEFTC_OK;
+    size_t cap = new_capacity(b->cap, b->n + more + 1);
+    char *v = realloc(b->v, cap);
+    if (!v) return out_of_memory(err, cap);
+    b->v = v;
+    b->cap = cap;
+    return PEFTC_OK;
+}
+
 pc_status pc_strbuf_append(pc_strbuf *b, const char *s, size_t len, pc_error *err)
 {
-    if (b->n + len + 1 > b->cap) {
-        size_t cap = new_capacity(b->cap, b->n + len + 1);
-        char *v = realloc(b->v, cap);
-        if (!v) return out_of_memory(err, cap);
-        b->v = v;
-        b->cap = cap;
-    }
+    PC_TRY(pc_strbuf_reserve(b, len, err));
     memcpy(b->v + b->n, s, len);
     b->n += len;
     b->v[b->n] = '\0';

@@ -15,7 +15,8 @@ pc_status pc_strbuf_append(pc_strbuf *b, const char *s, size_t len, pc_error *er
 pc_status pc_cpbuf_push(pc_cpbuf *b, uint32_t cp, pc_error *err);
 pc_status pc_idbuf_push(pc_idbuf *b, int32_t id, pc_error *err);
 
-/* Ensures room for `more` further elements. */
+/* Ensure room for `more` further elements (a strbuf also keeps room for its closing NUL). */
 pc_status pc_cpbuf_reserve(pc_cpbuf *b, size_t more, pc_error *err);
+pc_status pc_strbuf_reserve(pc_strbuf *b, size_t more, pc_error *err);
 
 #endif

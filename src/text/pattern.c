@@ -1,5 +1,7 @@
 #include "text/pattern.h"
 
+#include "text/unicode.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -82,13 +84,6 @@ static pc_status find_literal(const pc_pattern *p, const char *s, size_t len, pc
     return PEFTC_OK;
 }
 
-/* Byte length of the UTF-8 character starting at s[i]. */
-static size_t char_len(const char *s, size_t i)
-{
-    unsigned char c = (unsigned char)s[i];
-    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-}
-
 pc_status pc_pattern_find_all(const pc_pattern *p, const char *s, size_t len, pc_match_work *w, pc_spanbuf *out,
                               pc_error *err)
 {
@@ -110,14 +105,14 @@ pc_status pc_pattern_find_all(const pc_pattern *p, const char *s, size_t len, pc
         size_t start = ov[0], end = ov[1];
         if (start == end && end == last_end) {        /* no empty match right after a match */
             if (from >= len) break;
-            from += char_len(s, from);
+            from += (size_t)pc_utf8_char_len(s + from);
             continue;
         }
         PC_TRY(pc_spanbuf_push(out, start, end, err));
         last_end = end;
         if (start == end) {
             if (end >= len) break;
-            from = end + char_len(s, end);
+            from = end + (size_t)pc_utf8_char_len(s + end);
         } else {
             from = end;
         }

@@ -42,11 +42,19 @@ typedef struct pc_pretokenizer {
     bool byte_level;                /* the last step is ByteLevel: words go through its byte alphabet */
 } pc_pretokenizer;
 
-/* A word: the bytes [start, end) of pc_pre_work.text. */
+/* A piece of a word being split: a match of the pattern or a gap between matches. */
+typedef struct pc_pre_seg {
+    size_t start, end;
+    bool is_match;
+} pc_pre_seg;
+
+/* Words are the bytes [start, end) of text. */
 typedef struct pc_pre_work {
     pc_strbuf text;                 /* the input, then text the steps made (prefixes, replacements) */
     pc_spanbuf words, next;         /* words before and after a step */
     pc_spanbuf matches;
+    pc_pre_seg *segs;
+    size_t n_segs, segs_cap;
     pc_match_work match;
     size_t first_start;             /* start of the word at the input's first byte (Metaspace "first") */
     bool at_origin;                 /* the input starts the original text */

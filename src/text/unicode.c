@@ -40,6 +40,48 @@ int pc_utf8_decode(const char *s, uint32_t *cp)
     return 4;
 }
 
+/* Bytes of the longest prefix of s[0..len) that starts a valid UTF-8 sequence, when that
+ * sequence is incomplete or broken (1 for a byte that starts none); 0 when s starts a
+ * complete valid sequence. */
+static size_t invalid_prefix(const unsigned char *s, size_t len)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF;            /* the range of the second byte */
+    if (c < 0x80) return 0;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return 1;
+    for (size_t k = 1; k < n; k++) {
+        if (k >= len) return k;
+        unsigned b = s[k];
+        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return k;
+    }
+    return 0;
+}
+
+pc_status pc_utf8_append_lossy(pc_strbuf *out, const char *s, size_t len, pc_error *err)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t done = 0, i = 0;
+    while (i < len) {
+        size_t bad = invalid_prefix(u + i, len - i);
+        if (bad == 0) { i += (size_t)pc_utf8_char_len(s + i); continue; }
+        PC_TRY(pc_strbuf_append(out, s + done, i - done, err));
+        PC_TRY(pc_strbuf_append(out, "\xEF\xBF\xBD", 3, err));     /* U+FFFD */
+        i += bad;
+        done = i;
+    }
+    return pc_strbuf_append(out, s + done, len - done, err);
+}
+
+int pc_utf8_char_len(const char *s)
+{
+    unsigned char c = (unsigned char)s[0];
+    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+}
+
 int pc_utf8_encode(uint32_t cp, char out[4])
 {
     if (cp < 0x80) { out[0] = (char)cp; return 1; }

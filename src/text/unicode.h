@@ -19,6 +19,13 @@ size_t pc_utf8_invalid_at(const char *s, size_t len);
 /* Decodes the code point at s (which must be valid UTF-8); returns its byte length. */
 int pc_utf8_decode(const char *s, uint32_t *cp);
 
+/* Byte length (1..4) of the UTF-8 character whose first byte is s[0] (valid UTF-8). */
+int pc_utf8_char_len(const char *s);
+
+/* Appends bytes s[0..len) to out with each invalid UTF-8 sequence (a maximal prefix of a
+ * valid sequence, or else one byte) replaced by U+FFFD, as Rust's String::from_utf8_lossy. */
+pc_status pc_utf8_append_lossy(pc_strbuf *out, const char *s, size_t len, pc_error *err);
+
 /* Writes cp as UTF-8 to out; returns the byte length (1..4). */
 int pc_utf8_encode(uint32_t cp, char out[4]);
 

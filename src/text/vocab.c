@@ -1,5 +1,7 @@
 #include "text/vocab.h"
 
+#include "text/unicode.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,5 +151,20 @@ pc_status pc_vocab_add(pc_vocab *v, const char *tok, size_t len, int32_t id, pc_
     v->slots[slot] = id;
     v->n_tokens++;
     if (len > v->max_len) v->max_len = len;
+    return PEFTC_OK;
+}
+
+pc_status pc_vocab_parse_json(pc_vocab *v, const cJSON *vocab, const char *what, pc_error *err)
+{
+    if (!cJSON_IsObject(vocab)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: model has no 'vocab' object", what);
+    for (const cJSON *e = vocab->child; e; e = e->next) {
+        size_t len = strlen(e->string);
+        if (pc_utf8_invalid_at(e->string, len) < len)
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' is not valid UTF-8", what, e->string);
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble)
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' has no integer id", what, e->string);
+        pc_status s = pc_vocab_add(v, e->string, len, (int32_t)e->valuedouble, err);
+        if (s != PEFTC_OK) return pc_error_prefix(err, "%s", what);
+    }
     return PEFTC_OK;
 }

@@ -5,6 +5,8 @@
 
 #include "base/error.h"
 
+#include <cJSON.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +32,9 @@ void pc_vocab_free(pc_vocab *v);
 /* Maps tok[0..len) to id. A string seen before is re-pointed to the new id (the last
  * mapping wins, as in Hugging Face's loaders); an id seen before gets the new string. */
 pc_status pc_vocab_add(pc_vocab *v, const char *tok, size_t len, int32_t id, pc_error *err);
+
+/* Adds every "token": id of a tokenizer.json "vocab" object (what names it in messages). */
+pc_status pc_vocab_parse_json(pc_vocab *v, const cJSON *vocab, const char *what, pc_error *err);
 
 /* Id of the string prefix[0..plen) + s[0..len), or -1 when absent. */
 int32_t pc_vocab_find2(const pc_vocab *v, const char *prefix, size_t plen, const char *s, size_t len);
