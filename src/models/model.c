@@ -11,6 +11,19 @@
 #include "models/llama.h"
 #include "models/model_util.h"
 
+/* The floating dtype that holds most parameters of a checkpoint (what a merged model is written in). */
+static int dominant_dtype(const pc_safetensors *st)
+{
+    int64_t count[3] = {0, 0, 0};
+    const pc_dtype kinds[3] = {PC_DT_F32, PC_DT_BF16, PC_DT_F16};
+    for (int i = 0; i < pc_st_count(st); i++)
+        for (int k = 0; k < 3; k++)
+            if (pc_st_at(st, i)->dtype == kinds[k]) count[k] += pc_st_numel(pc_st_at(st, i));
+    int best = 0;
+    for (int k = 1; k < 3; k++) if (count[k] > count[best]) best = k;
+    return kinds[best];
+}
+
 /* The caller's id2label (from_pretrained(..., id2label=...)) replaces config.json's. */
 static pc_status apply_label_options(const pc_model_options *opts, int *num_labels, char ***id2label, pc_error *err)
 {
@@ -33,7 +46,10 @@ static pc_status load_distilbert(const char *dir, const char *config_path, const
     pc_safetensors *st = NULL;
     if (!s) s = pc_st_open_model_dir(dir, &st, err);
     if (s) { pc_distilbert_config_free(&cfg); return s; }
-    return pc_distilbert_load(dir, &cfg, st, opts, out, err);
+    int dtype = dominant_dtype(st);
+    PC_TRY(pc_distilbert_load(dir, &cfg, st, opts, out, err));
+    (*out)->checkpoint_dtype = dtype;
+    return PEFTC_OK;
 }
 
 static pc_status load_llama(const char *dir, const char *config_path, const pc_model_options *opts,
@@ -43,7 +59,10 @@ static pc_status load_llama(const char *dir, const char *config_path, const pc_m
     PC_TRY(pc_llama_config_load(config_path, &cfg, err));
     pc_safetensors *st = NULL;
     PC_TRY(pc_st_open_model_dir(dir, &st, err));
-    return pc_llama_load(dir, &cfg, st, opts, out, err);
+    int dtype = dominant_dtype(st);
+    PC_TRY(pc_llama_load(dir, &cfg, st, opts, out, err));
+    (*out)->checkpoint_dtype = dtype;
+    return PEFTC_OK;
 }
 
 static pc_status load_gpt2(const char *dir, const char *config_path, const pc_model_options *opts,
@@ -53,7 +72,10 @@ static pc_status load_gpt2(const char *dir, const char *config_path, const pc_mo
     PC_TRY(pc_gpt2_config_load(config_path, &cfg, err));
     pc_safetensors *st = NULL;
     PC_TRY(pc_st_open_model_dir(dir, &st, err));
-    return pc_gpt2_load(dir, &cfg, st, opts, out, err);
+    int dtype = dominant_dtype(st);
+    PC_TRY(pc_gpt2_load(dir, &cfg, st, opts, out, err));
+    (*out)->checkpoint_dtype = dtype;
+    return PEFTC_OK;
 }
 
 pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model **out, pc_error *err)
@@ -82,6 +104,17 @@ pc_linear *pc_model_find_linear(const pc_model *m, const char *name)
     for (int i = 0; i < m->n_linears; i++)
         if (strcmp(m->linears[i]->name, name) == 0) return m->linears[i];
     return NULL;
+}
+
+void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data, int64_t rows, int64_t cols)
+{
+    if (m->n_extra_tensors >= (int)(sizeof m->extra_tensors / sizeof m->extra_tensors[0])) return;
+    pc_named_tensor *t = &m->extra_tensors[m->n_extra_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->data = data;
+    t->ndim = cols ? 2 : 1;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
 }
 
 void pc_model_free(pc_model *m)

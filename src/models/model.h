@@ -30,6 +30,14 @@ typedef struct pc_norm {
     float *dw, *db;                  /* non-NULL when trainable */
 } pc_norm;
 
+/* A parameter outside the Linears and norms (embeddings), listed so the model can be written back. */
+typedef struct pc_named_tensor {
+    char name[160];
+    const float *data;
+    int ndim;
+    int64_t shape[2];
+} pc_named_tensor;
+
 typedef struct pc_model pc_model;
 
 typedef struct pc_model_ops {
@@ -65,6 +73,9 @@ struct pc_model {
     int default_targets_n;           /* PEFT's default target_modules for this model type */
     const char *default_targets[4];
     int bos_token_id, eos_token_id;  /* from config.json, -1 when absent */
+    int checkpoint_dtype;            /* pc_dtype holding most of the checkpoint's parameters (F32, BF16, F16) */
+    pc_named_tensor extra_tensors[4];/* embeddings etc., by their module names */
+    int n_extra_tensors;
     float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] */
     long n_loss_tokens;              /* labels counted by the last forward's loss */
     pc_rng dropout_rng;              /* the "dropout" stream */
@@ -83,6 +94,8 @@ typedef struct pc_model_options {
 /* Loads DIR/config.json + safetensors and dispatches on model_type. */
 pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model **out, pc_error *err);
 pc_linear *pc_model_find_linear(const pc_model *m, const char *name);
+/* Lists a non-module parameter (called by the model implementations at load). */
+void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data, int64_t rows, int64_t cols);
 void pc_model_free(pc_model *m);
 
 #endif

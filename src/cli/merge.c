@@ -1,0 +1,107 @@
+/* peftc merge: merge_and_unload — the adapter folded into the base weights and the
+ * result written as a complete Hugging Face model directory that loads without PEFT. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fs.h"
+#include "cli/cli.h"
+#include "formats/json.h"
+#include "models/merge.h"
+
+static const char *const tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+    "merges.txt", "special_tokens_map.json", "tokenizer.model", "generation_config.json", "added_tokens.json"};
+
+static pc_status copy_tokenizer_files(const char *from, const char *to, pc_error *err)
+{
+    for (size_t i = 0; i < sizeof tokenizer_files / sizeof tokenizer_files[0]; i++) {
+        char src[4200], dst[4200];
+        snprintf(src, sizeof src, "%s/%s", from, tokenizer_files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", to, tokenizer_files[i]);
+        if (pc_path_exists(src)) PC_TRY(pc_copy_file(src, dst, err));
+    }
+    return PEFTC_OK;
+}
+
+/* config.json of the base with the merged model's architecture, labels and dtype. */
+static pc_status write_config(const pc_model *m, const char *from, const char *to, const char *dtype, pc_error *err)
+{
+    char src[4200], dst[4200];
+    snprintf(src, sizeof src, "%s/config.json", from);
+    snprintf(dst, sizeof dst, "%s/config.json", to);
+    cJSON *c = NULL;
+    PC_TRY(pc_json_parse_file(src, &c, err));
+    cJSON *arch = cJSON_CreateArray();
+    cJSON_AddItemToArray(arch, cJSON_CreateString(m->architecture));
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "architectures");
+    cJSON_AddItemToObject(c, "architectures", arch);
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "torch_dtype");
+    cJSON_AddStringToObject(c, "torch_dtype", dtype);
+    if (m->task == PC_TASK_SEQ_CLS) {
+        cJSON *id2label = cJSON_CreateObject(), *label2id = cJSON_CreateObject();
+        for (int i = 0; i < m->num_labels; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", i);
+            cJSON_AddStringToObject(id2label, key, m->id2label[i]);
+            cJSON_AddNumberToObject(label2id, m->id2label[i], i);
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(c, "id2label");
+        cJSON_DeleteItemFromObjectCaseSensitive(c, "label2id");
+        cJSON_AddItemToObject(c, "id2label", id2label);
+        cJSON_AddItemToObject(c, "label2id", label2id);
+    }
+    pc_status s = pc_json_write_file_atomic(dst, c, true, err);
+    cJSON_Delete(c);
+    return s;
+}
+
+static const char *dtype_name(int dtype)
+{
+    return dtype == PC_DT_BF16 ? "bfloat16" : dtype == PC_DT_F16 ? "float16" : "float32";
+}
+
+static int run_merge(const pc_config *cfg)
+{
+    if (!cfg->adapter_name_or_path) { fprintf(stderr, "peftc merge: --adapter_name_or_path is required\n"); return 2; }
+    if (!strcmp(cfg->output_dir, cfg->model_name_or_path)) {
+        fprintf(stderr, "peftc merge: --output_dir must differ from --model_name_or_path\n");
+        return 2;
+    }
+    loaded l = {0};
+    int rc = load_inference(cfg, &l);
+    if (rc) return rc;
+    pc_error err = {0};
+    pc_merge_state st;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", cfg->output_dir);
+    int dtype = l.model->checkpoint_dtype;
+    pc_status s = pc_mkdirs(cfg->output_dir, &err);
+    if (!s) s = pc_peft_merge(l.peft, &st, &err);
+    if (!s) {
+        s = pc_model_save_weights(l.model, path, (pc_dtype)dtype, &err);
+        pc_peft_unmerge(&st);
+    }
+    if (!s) s = write_config(l.model, cfg->model_name_or_path, cfg->output_dir, dtype_name(dtype), &err);
+    if (!s) s = copy_tokenizer_files(cfg->model_name_or_path, cfg->output_dir, &err);
+    if (s) { cli_print_error(&err); rc = 1; }
+    else printf("merged %d adapted Linear%s into %s/ (%s): loads with from_pretrained, no PEFT needed\n",
+                l.peft->n_adapters, l.peft->n_adapters == 1 ? "" : "s", cfg->output_dir, dtype_name(dtype));
+    unload(&l);
+    return rc;
+}
+
+int cmd_merge(int argc, char **argv)
+{
+    pc_config cfg;
+    pc_config_init(&cfg);
+    cli_flags flags = {0};
+    char **pos = NULL;
+    int n_pos = 0;
+    int rc = cli_parse_args(argc, argv, &cfg, &flags, &pos, &n_pos);
+    if (!rc && n_pos > 0) { fprintf(stderr, "peftc merge: unexpected argument '%s'\n", pos[0]); rc = 2; }
+    if (!rc && !cfg.model_name_or_path) { fprintf(stderr, "peftc merge: --model_name_or_path is required\n"); rc = 2; }
+    if (!rc) rc = run_merge(&cfg);
+    free(pos);
+    pc_config_free(&cfg);
+    return rc;
+}
