@@ -53,6 +53,7 @@ typedef struct dbert {
     /* activations, sized by reserve() */
     int cap_B, cap_T;
     bool training;                   /* mode of the last forward */
+    pc_rng *layer_rng;               /* dropout stream state at each block's start (for recomputation) */
     uint8_t *key_mask;
     float *x0, *emb_mean, *emb_rstd, *emb_ln_out, *emb_drop, *emb_out;
     float *cls, *p1, *p1_relu, *head_drop, *h2, *probs;
@@ -233,6 +234,11 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (d->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, (int)H, (int)H, (int)(D / H))));
     for (int i = 0; ok && i < c->n_layers; i++) {
         layer_acts *a = &d->layers[i].a;
+        if (m->gradient_checkpointing && i > 0) {  /* one shared set of activations, own block output */
+            *a = d->layers[0].a;
+            ok = (a->out = pc_owned_alloc(o, N * D)) != NULL;
+            continue;
+        }
         ok = (a->q = pc_owned_alloc(o, N * D)) && (a->k = pc_owned_alloc(o, N * D)) &&
              (a->v = pc_owned_alloc(o, N * D)) && (a->ctx = pc_owned_alloc(o, N * D)) &&
              (a->probs = pc_owned_alloc(o, att)) && (a->attn_drop = pc_owned_alloc(o, att)) &&
@@ -349,6 +355,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     embed(m, d, b, training, rng);
     const float *x = d->emb_out;
     for (int i = 0; i < d->cfg.n_layers; i++) {
+        d->layer_rng[i] = *rng;  /* to replay the block's dropout draws when recomputing it */
         layer_forward(d, &d->layers[i], x, b, training, rng);
         x = d->layers[i].a.out;
     }
@@ -438,6 +445,10 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
     int lowest = lowest_trainable(d);
     for (int i = d->cfg.n_layers - 1; i >= 0 && i >= lowest; i--) {
         const float *x = i > 0 ? d->layers[i - 1].a.out : d->emb_out;
+        if (m->gradient_checkpointing && i < d->cfg.n_layers - 1) {  /* the top block's activations are current */
+            pc_rng replay = d->layer_rng[i];
+            layer_forward(d, &d->layers[i], x, b, d->training, &replay);
+        }
         layer_backward(d, &d->layers[i], x, b, i > lowest);
     }
     if (lowest >= 0) return;
@@ -455,6 +466,7 @@ static void destroy(pc_model *m)
     if (d) {
         pc_owned_free_group(&d->owned, -1);
         free(d->layers);
+        free(d->layer_rng);
         pc_distilbert_config_free(&d->cfg);
         pc_st_close(d->st);
         free(d);
@@ -523,7 +535,8 @@ pc_status pc_distilbert_load(const char *dir, const pc_distilbert_config *cfg, p
     pc_rng head_rng;
     pc_rng_init(&head_rng, opts ? opts->seed : 42, "head_init");
     d->layers = calloc((size_t)cfg->n_layers, sizeof *d->layers);
-    pc_status s = d->layers ? PEFTC_OK : pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    d->layer_rng = calloc((size_t)cfg->n_layers, sizeof *d->layer_rng);
+    pc_status s = d->layers && d->layer_rng ? PEFTC_OK : pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     d->bare_checkpoint = !pc_st_find(st, "distilbert.embeddings.word_embeddings.weight") &&
                          pc_st_find(st, "embeddings.word_embeddings.weight");
     if (!s) s = load_embeddings(d, err);

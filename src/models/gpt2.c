@@ -43,6 +43,7 @@ typedef struct gpt2 {
     pc_norm ln_f;
     pc_linear lm_head;
     bool training;
+    pc_rng *layer_rng;               /* dropout stream state at each block's start (for recomputation) */
     int cap_B, cap_T, cache_cap, cache_len;
     float *x0, *emb_drop, *xf, *mean_f, *rstd_f, *probs;
     int32_t *shift_labels;
@@ -180,7 +181,14 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (g->d_wide = pc_owned_alloc(o, N * I)) &&
         (g->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, c->n_head, c->n_head,
                                                                                  (int)E / c->n_head)));
-    for (int i = 0; ok && i < c->n_layer; i++) ok = alloc_layer_acts(o, &g->layers[i].a, N, E, I, att);
+    for (int i = 0; ok && i < c->n_layer; i++) {
+        if (m->gradient_checkpointing && i > 0) {  /* one shared set of activations, own block output */
+            g->layers[i].a = g->layers[0].a;
+            ok = (g->layers[i].a.out = pc_owned_alloc(o, N * E)) != NULL;
+        } else {
+            ok = alloc_layer_acts(o, &g->layers[i].a, N, E, I, att);
+        }
+    }
     for (int i = 0; ok && i < m->n_linears; i++)
         if (m->linears[i]->lora && pc_lora_reserve(m->linears[i]->lora, (int)N, err) != PEFTC_OK) ok = false;
     o->group = 0;
@@ -273,6 +281,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     embed(m, g, b->input_ids, b->B, b->T, 0, training, rng);
     const float *x = g->x0;
     for (int i = 0; i < c->n_layer; i++) {
+        g->layer_rng[i] = *rng;  /* to replay the block's dropout draws when recomputing it */
         layer_forward(g, &g->layers[i], x, b, training, rng);
         x = g->layers[i].a.out;
     }
@@ -347,6 +356,10 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
     int lowest = lowest_trainable(g);
     for (int i = c->n_layer - 1; i >= lowest; i--) {
         const float *x = i > 0 ? g->layers[i - 1].a.out : g->x0;
+        if (m->gradient_checkpointing && i < c->n_layer - 1) {  /* the top block's activations are current */
+            pc_rng replay = g->layer_rng[i];
+            layer_forward(g, &g->layers[i], x, b, g->training, &replay);
+        }
         layer_backward(g, &g->layers[i], x, b, i > lowest);
     }
 }
@@ -418,6 +431,7 @@ static void destroy(pc_model *m)
     if (g) {
         pc_owned_free_group(&g->owned, -1);
         free(g->layers);
+        free(g->layer_rng);
         free(g->linear_list);
         free(g->norm_list);
         pc_st_close(g->st);
@@ -471,7 +485,8 @@ static pc_status load_all(pc_model *m, gpt2 *g, pc_error *err)
     PC_TRY(load_tensor(g, "transformer.wte", ".weight", c->vocab_size, c->n_embd, &g->wte, err));
     PC_TRY(load_tensor(g, "transformer.wpe", ".weight", c->n_positions, c->n_embd, &g->wpe, err));
     g->layers = calloc((size_t)c->n_layer, sizeof *g->layers);
-    if (!g->layers) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    g->layer_rng = calloc((size_t)c->n_layer, sizeof *g->layer_rng);
+    if (!g->layers || !g->layer_rng) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layer; i++) PC_TRY(load_layer(g, i, err));
     PC_TRY(load_norm(g, &g->ln_f, "transformer.ln_f", c->n_embd, err));
     snprintf(g->lm_head.name, sizeof g->lm_head.name, "lm_head");   /* tied to wte */

@@ -45,6 +45,8 @@ typedef struct llama {
     pc_linear lm_head;
     float *rope_cos, *rope_sin;      /* [max_pos, head_dim] */
     int cap_B, cap_T, cache_cap, cache_len;
+    bool training;                   /* mode of the last forward */
+    pc_rng *layer_rng;               /* dropout stream state at each block's start (for recomputation) */
     float *x0, *xf, *rstd_f, *probs;
     int32_t *shift_labels;
     float *d_cur, *d_tmp, *d_q, *d_k, *d_v, *d_i1, *d_i2, *d_i3, *attn_scratch;
@@ -236,7 +238,14 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (l->d_v = pc_owned_alloc(o, N * wide)) && (l->d_i1 = pc_owned_alloc(o, N * I)) &&
         (l->d_i2 = pc_owned_alloc(o, N * I)) && (l->d_i3 = pc_owned_alloc(o, N * I)) &&
         (l->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, c->n_heads, c->n_kv_heads, c->head_dim)));
-    for (int i = 0; ok && i < c->n_layers; i++) ok = alloc_layer_acts(o, &l->layers[i].a, c, N, att);
+    for (int i = 0; ok && i < c->n_layers; i++) {
+        if (m->gradient_checkpointing && i > 0) {  /* one shared set of activations, own block output */
+            l->layers[i].a = l->layers[0].a;
+            ok = (l->layers[i].a.out = pc_owned_alloc(o, N * H)) != NULL;
+        } else {
+            ok = alloc_layer_acts(o, &l->layers[i].a, c, N, att);
+        }
+    }
     for (int i = 0; ok && i < m->n_linears; i++)
         if (m->linears[i]->lora && pc_lora_reserve(m->linears[i]->lora, (int)N, err) != PEFTC_OK) ok = false;
     o->group = 0;
@@ -294,7 +303,9 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     pc_embedding_forward(l->x0, b->input_ids, l->embed, N, c->hidden);
     if (training) pc_neftune_apply(l->x0, b->B, b->T, c->hidden, m->neftune_noise_alpha, &m->neftune_rng);
     const float *x = l->x0;
+    l->training = training;
     for (int i = 0; i < c->n_layers; i++) {
+        l->layer_rng[i] = *rng;  /* to replay the block's LoRA-dropout draws when recomputing it */
         layer_forward(l, &l->layers[i], x, b, training, rng);
         x = l->layers[i].a.out;
     }
@@ -369,6 +380,10 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
     int lowest = lowest_trainable(l);
     for (int i = c->n_layers - 1; i >= lowest; i--) {
         const float *x = i > 0 ? l->layers[i - 1].a.out : l->x0;
+        if (m->gradient_checkpointing && i < c->n_layers - 1) {  /* the top block's activations are current */
+            pc_rng replay = l->layer_rng[i];
+            layer_forward(l, &l->layers[i], x, b, l->training, &replay);
+        }
         layer_backward(l, &l->layers[i], x, b, i > lowest);
     }
 }
@@ -448,6 +463,7 @@ static void destroy(pc_model *m)
     if (l) {
         pc_owned_free_group(&l->owned, -1);
         free(l->layers);
+        free(l->layer_rng);
         free(l->linear_list);
         free(l->norm_list);
         pc_st_close(l->st);
@@ -500,7 +516,8 @@ static pc_status load_all(pc_model *m, llama *l, pc_error *err)
     const pc_llama_config *c = &l->cfg;
     PC_TRY(load_weight(l, "model.embed_tokens.weight", c->vocab_size, c->hidden, &l->embed, err));
     l->layers = calloc((size_t)c->n_layers, sizeof *l->layers);
-    if (!l->layers) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    l->layer_rng = calloc((size_t)c->n_layers, sizeof *l->layer_rng);
+    if (!l->layers || !l->layer_rng) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layers; i++) PC_TRY(load_layer(l, i, err));
     PC_TRY(load_norm(l, &l->final_norm, "model.norm", c->hidden, err));
     PC_TRY(load_head(l, err));

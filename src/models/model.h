@@ -80,6 +80,7 @@ struct pc_model {
     long n_loss_tokens;              /* labels counted by the last forward's loss */
     pc_rng dropout_rng;              /* the "dropout" stream */
     float neftune_noise_alpha;       /* > 0: NEFTune noise on the input embeddings in training */
+    bool gradient_checkpointing;     /* keep only block outputs; recompute each block in backward (set before reserve) */
     pc_rng neftune_rng;              /* the "neftune" stream */
     void *impl;
 };

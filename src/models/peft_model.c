@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "formats/safetensors.h"
+#include "peft/dora.h"
 
 #define KEY_PREFIX "base_model.model."
 
@@ -26,7 +27,11 @@ static pc_status attach_lora(pc_peft_model *p, pc_linear *lin, pc_lora *l, pc_rn
     PC_TRY(pc_lora_create(l, lin->in, lin->out, c->r, s, (float)c->lora_dropout, c->init_lora_weights, rng, err));
     lin->lora = l;
     PC_TRY(add_param(p, lin->name, ".lora_A.weight", l->A, l->dA, 2, c->r, lin->in, true, err));
-    return add_param(p, lin->name, ".lora_B.weight", l->B, l->dB, 2, lin->out, c->r, true, err);
+    PC_TRY(add_param(p, lin->name, ".lora_B.weight", l->B, l->dB, 2, lin->out, c->r, true, err));
+    if (!c->use_dora) return PEFTC_OK;
+    /* DoRA: PEFT saves the magnitude as "<module>.lora_magnitude_vector" (no ".weight"); it decays like a weight */
+    if (pc_dora_init(l, lin->W, lin->w_in_out, err) != PEFTC_OK) return pc_error_prefix(err, "%s", lin->name);
+    return add_param(p, lin->name, ".lora_magnitude_vector", l->m, l->dm, 1, lin->out, 0, true, err);
 }
 
 /* modules_to_save: the whole Linear becomes trainable, from a copy of its weights. */
@@ -121,7 +126,7 @@ static pc_status apply(pc_peft_model *p, uint64_t seed, pc_error *err)
         } else if (targeted(c, m, lin)) {
             c->fan_in_fan_out |= lin->w_in_out;  /* PEFT sets it for Conv1D targets (and saves it) */
             PC_TRY(attach_lora(p, lin, &p->adapters[p->n_adapters++], &rng, err));
-            p->n_all += (int64_t)c->r * (lin->in + lin->out);
+            p->n_all += (int64_t)c->r * (lin->in + lin->out) + (c->use_dora ? lin->out : 0);
         }
         bool wrapped = lin->lora != NULL;
         bool bias_trainable = lin->b && !lin->db &&

@@ -50,7 +50,6 @@ static pc_status reject_unavailable(const pc_config *c, pc_error *err)
 {
     if (c->load_in_4bit) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "load_in_4bit: 4-bit base weights (QLoRA) are not available in this version");
     if (c->use_dora) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "use_dora: DoRA is not available in this version");
-    if (c->gradient_checkpointing) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "gradient_checkpointing is not available in this version");
     if (c->bf16) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "bf16: bfloat16 training is not available in this version");
     if (strcmp(c->optim, "adamw_torch") != 0 && strcmp(c->optim, "adamw_torch_fused") != 0 && strcmp(c->optim, "adamw_hf") != 0)
         return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "optim '%s' is not available in this version (adamw_torch)", c->optim);
@@ -188,6 +187,7 @@ static pc_status prepare(run *r, pc_error *err)
     PC_TRY(load_model(c, &r->model, err));
     PC_TRY(check_task(c, r->model, err));
     r->model->neftune_noise_alpha = (float)c->neftune_noise_alpha;
+    r->model->gradient_checkpointing = c->gradient_checkpointing;
     PC_TRY(pc_tokenizer_load(c->model_name_or_path, &r->tok, err));
     PC_TRY(build_peft(r, err));
     char line[200];
