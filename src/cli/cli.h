@@ -10,7 +10,7 @@
 /* Splits argv into --key value pairs applied to cfg (keys without a value are booleans),
  * CLI-only flags (--json, --decode...) recorded in *flags, and positional arguments in
  * pos (n_pos). Returns 0, or prints the error and returns 2. */
-typedef struct cli_flags { int json; } cli_flags;
+typedef struct cli_flags { int json, decode; } cli_flags;
 int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char ***pos, int *n_pos);
 void cli_print_error(const pc_error *err);
 

@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char
         size_t klen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
         snprintf(key, sizeof key, "%.*s", (int)klen, a + 2);
         if (!strcmp(key, "json")) { flags->json = 1; continue; }
+        if (!strcmp(key, "decode")) { flags->decode = 1; continue; }
         const char *value = eq ? eq + 1 : NULL;
         if (!value && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) value = argv[++i];
         if (pc_config_set(cfg, key, value, "command line", &err) != PEFTC_OK) { cli_print_error(&err); return 2; }
@@ -62,7 +64,9 @@ static void print_progress(void *ud, const pc_progress *p)
 
 static void print_eval(const char *when, const pc_eval_result *e)
 {
-    if (e->n) printf("eval %s training: accuracy %.4f  loss %.4f  (%d examples)\n", when, e->accuracy, e->loss, e->n);
+    if (!e->n) return;
+    if (isnan(e->accuracy)) printf("eval %s training: loss %.4f  perplexity %.3f  (%d examples)\n", when, e->loss, e->perplexity, e->n);
+    else printf("eval %s training: accuracy %.4f  loss %.4f  (%d examples)\n", when, e->accuracy, e->loss, e->n);
 }
 
 int cli_run_training(const pc_config *cfg)
@@ -267,12 +271,42 @@ static void print_tokens(const pc_tokenizer *tok, const char *text, const int32_
     cJSON_Delete(o);
 }
 
+/* --decode: the arguments are token ids; prints their text. */
+static int decode_ids(const pc_tokenizer *tok, char **args, int n)
+{
+    int32_t *ids = calloc((size_t)n + 1, sizeof *ids);
+    if (!ids) { fprintf(stderr, "peftc: out of memory\n"); return 1; }
+    for (int i = 0; i < n; i++) {
+        char *end;
+        long v = strtol(args[i], &end, 10);
+        if (*args[i] == '\0' || *end || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "peftc tokenize --decode: '%s' is not a token id\n", args[i]);
+            free(ids);
+            return 2;
+        }
+        ids[i] = (int32_t)v;
+    }
+    char *text = NULL;
+    pc_error err = {0};
+    int rc = 0;
+    if (pc_tokenizer_decode(tok, ids, n, false, &text, &err) != PEFTC_OK) { cli_print_error(&err); rc = 1; }
+    else printf("%s\n", text);
+    free(text);
+    free(ids);
+    return rc;
+}
+
 static int run_tokenize(const pc_config *cfg, const cli_flags *flags, char **texts, int n)
 {
     if (!cfg->model_name_or_path) { fprintf(stderr, "peftc tokenize: --model_name_or_path is required\n"); return 2; }
     pc_tokenizer *tok = NULL;
     pc_error err = {0};
     if (pc_tokenizer_load(cfg->model_name_or_path, &tok, &err) != PEFTC_OK) { cli_print_error(&err); return 1; }
+    if (flags->decode) {
+        int rc = decode_ids(tok, texts, n);
+        pc_tokenizer_free(tok);
+        return rc;
+    }
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         int32_t *ids = NULL;
