@@ -1,5 +1,5 @@
 /* WordPiece tokenizer: unit tests on a hand-made vocabulary, and parity with Hugging Face
- * tokenizers on the DistilBERT files (fixture from tools/tokenizer_fixtures). */
+ * tokenizers (encode and decode) on the DistilBERT files (fixture from tools/tokenizer_fixtures). */
 #include "testlib.h"
 
 #include "base/fs.h"
@@ -206,14 +206,14 @@ TEST(tokenizer_load_errors_name_the_file)
     write_text(dir, "tokenizer.json", "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0,}}");
     check_load_fails(dir, PEFTC_ERR_FORMAT, "tokenizer.json");
 
-    dir = tmp_subdir("bpe");
-    write_text(dir, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}");
-    check_load_fails(dir, PEFTC_ERR_UNSUPPORTED, "BPE");
+    dir = tmp_subdir("unigram");
+    write_text(dir, "tokenizer.json", "{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1.0]]}}");
+    check_load_fails(dir, PEFTC_ERR_UNSUPPORTED, "model type 'Unigram'");
 
     dir = tmp_subdir("normalizer");
-    write_text(dir, "tokenizer.json", "{\"normalizer\": {\"type\": \"NFKC\"}, \"pre_tokenizer\": {\"type\": "
+    write_text(dir, "tokenizer.json", "{\"normalizer\": {\"type\": \"Precompiled\"}, \"pre_tokenizer\": {\"type\": "
                "\"BertPreTokenizer\"}, \"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0}}}");
-    check_load_fails(dir, PEFTC_ERR_UNSUPPORTED, "NFKC");
+    check_load_fails(dir, PEFTC_ERR_UNSUPPORTED, "Precompiled");
 
     dir = tmp_subdir("no_unk");
     write_text(dir, "vocab.txt", "[PAD]\n[CLS]\n[SEP]\nhello\n");
@@ -307,7 +307,31 @@ static char *case_text(const cJSON *c, size_t *len)
     return buf;
 }
 
-/* Compares one fixture case; returns whether the ids agree (reports the first few misses). */
+/* decode(ids) against the case's "decoded" (special tokens skipped) and "decoded_special". */
+static bool decode_matches(const pc_tokenizer *t, const int32_t *ids, int n, const cJSON *c, const char *how,
+                           int *reported)
+{
+    static const char *const keys[2] = {"decoded_special", "decoded"};
+    bool same = true;
+    for (int skip = 0; skip < 2; skip++) {
+        const cJSON *want = cJSON_GetObjectItem(c, keys[skip]);
+        if (!want) continue;
+        char *text = NULL;
+        pc_error err = {0};
+        pc_status s = pc_tokenizer_decode(t, ids, n, skip, &text, &err);
+        bool ok = s == PEFTC_OK && strcmp(text, want->valuestring) == 0;
+        if (!ok && (*reported)++ < 5)
+            CHECK_MSG(0, "%s: decode (skip_special %d) of \"%.60s\": got \"%.80s\" want \"%.80s\" %s", how, skip,
+                      cJSON_GetObjectItem(c, "text")->valuestring, text ? text : "", want->valuestring,
+                      s == PEFTC_OK ? "" : err.msg);
+        same &= ok;
+        free(text);
+    }
+    return same;
+}
+
+/* Compares one fixture case; returns whether the ids (and decoded texts) agree (reports the
+ * first few misses). */
 static bool case_matches(const pc_tokenizer *t, const cJSON *c, const char *how, int *reported)
 {
     size_t len = 0;
@@ -335,6 +359,7 @@ static bool case_matches(const pc_tokenizer *t, const cJSON *c, const char *how,
         CHECK_MSG(0, "%s: \"%.80s\" (max_length %d, add_special %d): %s got [%s ] want [%s ]", how, text,
                   max_length, add_special, s == PEFTC_OK ? "" : err.msg, got, exp);
     }
+    if (same) same = decode_matches(t, ids, n, c, how, reported);
     free(ids);
     free(text);
     return same;

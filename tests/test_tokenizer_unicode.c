@@ -1,8 +1,10 @@
-/* UTF-8 handling and the BERT code-point classes, the latter checked on every code point
- * against Hugging Face tokenizers (tests/fixtures/tokenizer/bert_chars.txt). */
+/* UTF-8 handling, the BERT code-point classes and the regex classes of tokenizer.json
+ * patterns, the latter two checked on every code point against Hugging Face tokenizers
+ * (tests/fixtures/tokenizer/bert_chars.txt, regex_classes.txt). */
 #include "testlib.h"
 
 #include "text/bert.h"
+#include "text/pattern.h"
 #include "text/unicode.h"
 
 #include <stdlib.h>
@@ -165,4 +167,75 @@ TEST(tokenizer_bert_classes_match_hugging_face_on_every_code_point)
     free(s1.v);
     free(s2.v);
     free(fx.cls);
+}
+
+/* ---- regex classes on every code point ------------------------------------------------ */
+
+/* FNV-1a over the code points as little-endian 32-bit words (the fixture's digest). */
+static uint32_t digest_cps(uint32_t h, uint32_t cp)
+{
+    for (int k = 0; k < 4; k++) h = (h ^ ((cp >> (8 * k)) & 0xFF)) * 16777619u;
+    return h;
+}
+
+/* Members of a regex class among the code points of one 64K block, through pc_pattern (and
+ * so its stand-ins), as count and digest. */
+static void class_members(const pc_pattern *p, uint32_t block, pc_strbuf *text, pc_match_work *mw, pc_spanbuf *hits,
+                          long *count, uint32_t *digest)
+{
+    pc_error err = {0};
+    text->n = 0;
+    for (uint32_t cp = block << 16; cp < (block + 1) << 16; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+        char c[4];
+        pc_strbuf_append(text, c, (size_t)pc_utf8_encode(cp, c), &err);
+    }
+    hits->n = 0;
+    CHECK_MSG(pc_pattern_find_all(p, text->v, text->n, mw, hits, &err) == PEFTC_OK, "%s", err.msg);
+    *count = (long)hits->n;
+    *digest = 2166136261u;
+    for (size_t i = 0; i < hits->n; i++) {
+        uint32_t cp;
+        pc_utf8_decode(text->v + hits->v[i].start, &cp);
+        *digest = digest_cps(*digest, cp);
+    }
+}
+
+TEST(tokenizer_regex_classes_match_hugging_face_on_every_code_point)
+{
+    const char *path = pc_test_fixture("tokenizer/regex_classes.txt");
+    FILE *f = fopen(path, "rb");
+    CHECK_MSG(f != NULL, "cannot open %s", path);
+    if (!f) return;
+    char line[256], cls[64] = "";
+    pc_pattern p = {0};
+    pc_match_work mw = {0};
+    pc_strbuf text = {0};
+    pc_spanbuf hits = {0};
+    int checked = 0, bad = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[64];
+        unsigned block, want_digest;
+        long want_count, count;
+        uint32_t digest;
+        if (line[0] == '#') continue;
+        CHECK_MSG(sscanf(line, "%63s %x %ld %x", name, &block, &want_count, &want_digest) == 4, "bad line %s", line);
+        if (strcmp(name, cls) != 0) {
+            pc_error err = {0};
+            pc_pattern_free(&p);
+            snprintf(cls, sizeof cls, "%s", name);
+            CHECK_MSG(pc_pattern_regex(&p, cls, "regex_classes.txt", &err) == PEFTC_OK, "%s", err.msg);
+        }
+        class_members(&p, block, &text, &mw, &hits, &count, &digest);
+        if ((count != want_count || digest != want_digest) && bad++ < 10)
+            CHECK_MSG(0, "%s in U+%04X..U+%04X: %ld members, Hugging Face %ld (or they differ)", cls, block << 16,
+                      ((block + 1) << 16) - 1, count, want_count);
+        checked++;
+    }
+    fclose(f);
+    CHECK_INT_EQ(checked, 13 * 17);
+    pc_pattern_free(&p);
+    pc_match_work_free(&mw);
+    free(text.v);
+    free(hits.v);
 }

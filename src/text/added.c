@@ -62,12 +62,13 @@ int32_t pc_added_find(const pc_added_vocab *av, const char *s, size_t len)
     return -1;
 }
 
-const char *pc_added_content(const pc_added_vocab *av, int32_t id)
+const pc_added_token *pc_added_by_id(const pc_added_vocab *av, int32_t id)
 {
     for (size_t i = 0; i < av->n; i++)
-        if (av->tokens[i].id == id) return av->tokens[i].content;
+        if (av->tokens[i].id == id) return &av->tokens[i];
     return NULL;
 }
+
 
 /* Start of the code point that ends just before byte i. */
 static size_t prev_char(const char *s, size_t i)

@@ -41,8 +41,8 @@ void pc_added_set_pattern(pc_added_vocab *av, size_t i, char *pattern, size_t le
 
 /* Id of the token whose content is s[0..len), or -1. */
 int32_t pc_added_find(const pc_added_vocab *av, const char *s, size_t len);
-/* Content of the token with this id, or NULL. */
-const char *pc_added_content(const pc_added_vocab *av, int32_t id);
+/* The token with this id, or NULL. */
+const pc_added_token *pc_added_by_id(const pc_added_vocab *av, int32_t id);
 
 /* The next match in s[0..len) among tokens with the given normalized flag, searching from
  * *search: sets *tok and the matched span [*start, *end) (widened by lstrip/rstrip, but

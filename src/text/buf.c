@@ -30,7 +30,7 @@ pc_status pc_strbuf_reserve(pc_strbuf *b, size_t more, pc_error *err)
 pc_status pc_strbuf_append(pc_strbuf *b, const char *s, size_t len, pc_error *err)
 {
     PC_TRY(pc_strbuf_reserve(b, len, err));
-    memcpy(b->v + b->n, s, len);
+    if (len > 0) memcpy(b->v + b->n, s, len);
     b->n += len;
     b->v[b->n] = '\0';
     return PEFTC_OK;

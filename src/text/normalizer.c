@@ -41,7 +41,7 @@ static pc_status add_step(pc_normalizer *nm, pc_norm_step **step, pc_error *err)
 
 pc_status pc_normalizer_add_bert(pc_normalizer *nm, const pc_bert_normalizer *bert, pc_error *err)
 {
-    pc_norm_step *st;
+    pc_norm_step *st = NULL;
     PC_TRY(add_step(nm, &st, err));
     st->kind = PC_NORM_BERT;
     st->bert = *bert;
@@ -103,7 +103,7 @@ static pc_status parse_one(pc_normalizer *nm, const cJSON *j, const char *what, 
     while (k < sizeof simple / sizeof simple[0] && strcmp(simple[k].name, type) != 0) k++;
     if (k == sizeof simple / sizeof simple[0])
         return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: normalizer type '%s' is not supported", what, type);
-    pc_norm_step *st;
+    pc_norm_step *st = NULL;
     PC_TRY(add_step(nm, &st, err));
     st->kind = simple[k].kind;
     switch (st->kind) {

@@ -68,7 +68,8 @@ void pc_pattern_free(pc_pattern *p)
 void pc_match_work_free(pc_match_work *w)
 {
     pcre2_match_data_free(w->md);
-    w->md = NULL;
+    free(w->copy);
+    memset(w, 0, sizeof *w);
 }
 
 static pc_status find_literal(const pc_pattern *p, const char *s, size_t len, pc_spanbuf *out, pc_error *err)
@@ -84,10 +85,37 @@ static pc_status find_literal(const pc_pattern *p, const char *s, size_t len, pc
     return PEFTC_OK;
 }
 
+/* s itself, or a copy in w->copy with the characters PCRE2 would class differently from
+ * Oniguruma replaced by stand-ins of the same byte length (so that offsets stay valid). */
+static pc_status with_stand_ins(const char *s, size_t len, pc_match_work *w, const char **out, pc_error *err)
+{
+    *out = s;
+    for (size_t i = 0; i < len;) {
+        int n = pc_utf8_char_len(s + i);
+        uint32_t cp, alt = 0;
+        if (n >= 3 && (pc_utf8_decode(s + i, &cp), alt = pc_uni_regex_stand_in(cp)) != cp) {
+            if (*out == s) {
+                if (w->copy_cap < len) {
+                    char *grown = realloc(w->copy, len);
+                    if (!grown) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for %zu bytes of text", len);
+                    w->copy = grown;
+                    w->copy_cap = len;
+                }
+                memcpy(w->copy, s, len);
+                *out = w->copy;
+            }
+            pc_utf8_encode(alt, w->copy + i);
+        }
+        i += (size_t)n;
+    }
+    return PEFTC_OK;
+}
+
 pc_status pc_pattern_find_all(const pc_pattern *p, const char *s, size_t len, pc_match_work *w, pc_spanbuf *out,
                               pc_error *err)
 {
     if (!p->re) return find_literal(p, s, len, out, err);
+    PC_TRY(with_stand_ins(s, len, w, &s, err));
     if (!w->md) {
         w->md = pcre2_match_data_create(1, NULL);     /* only the whole match is needed */
         if (!w->md) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for regex match data");

@@ -1,7 +1,9 @@
 /* The patterns of tokenizer.json (Split and Replace "pattern": {"String": s} or {"Regex": r}):
  * a literal string, or a regex compiled with PCRE2 (UTF + UCP, JIT when available) as the
  * file gives it. Matches are found left to right without overlap, the way Hugging Face
- * tokenizers iterates them (an empty match right after the previous match is skipped). */
+ * tokenizers iterates them (an empty match right after the previous match is skipped).
+ * Hugging Face matches with Oniguruma; where PCRE2's Unicode tables class a character
+ * differently (see pc_uni_regex_stand_in), matching sees a stand-in of the right class. */
 #ifndef PC_TEXT_PATTERN_H
 #define PC_TEXT_PATTERN_H
 
@@ -21,6 +23,8 @@ typedef struct pc_pattern {
 /* Per-thread matching state (PCRE2 match data); zero-initialize, free with pc_match_work_free. */
 typedef struct pc_match_work {
     struct pcre2_real_match_data_8 *md;
+    char *copy;                     /* the text with stand-ins for characters PCRE2 classes differently */
+    size_t copy_cap;
 } pc_match_work;
 
 /* A byte range [start, end) of a string. */

@@ -12,8 +12,13 @@
 #include <sys/stat.h>
 
 static const char *const special_keys[PC_N_SPECIAL] = {"unk_token", "cls_token", "sep_token", "pad_token",
-                                                       "mask_token"};
-static const char *const special_defaults[PC_N_SPECIAL] = {"[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"};
+                                                       "mask_token", "bos_token", "eos_token"};
+/* Names of the special tokens a file does not name, per kind (the transformers classes' defaults). */
+static const char *const wordpiece_defaults[PC_N_SPECIAL] = {"[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"};
+static const char *const byte_level_defaults[PC_N_SPECIAL] = {"<|endoftext|>", [PC_SPECIAL_BOS] = "<|endoftext|>",
+                                                              [PC_SPECIAL_EOS] = "<|endoftext|>"};
+static const char *const sentencepiece_defaults[PC_N_SPECIAL] = {"<unk>", [PC_SPECIAL_BOS] = "<s>",
+                                                                 [PC_SPECIAL_EOS] = "</s>"};
 
 enum { DEFAULT_MODEL_MAX_LENGTH = 512, DEFAULT_MAX_INPUT_CHARS = 100 };
 
@@ -24,6 +29,8 @@ typedef struct tok_config {
     bool tokenize_chinese_chars;
     int model_max_length;
     const char *names[PC_N_SPECIAL];  /* NULL when not given; point into the parsed JSON */
+    bool null_names[PC_N_SPECIAL];    /* given as null: the tokenizer has none */
+    int add_bos, add_eos;             /* add_bos_token / add_eos_token, -1 when not given */
 } tok_config;
 
 /* ---- files and JSON ---------------------------------------------------------------- */
@@ -109,13 +116,25 @@ static pc_status json_type(const cJSON *obj, const char *key, const char **type,
 
 /* ---- tokenizer_config.json ------------------------------------------------------- */
 
-/* A special token in tokenizer_config.json: "[CLS]" or {"content": "[CLS]", ...}. */
-static pc_status config_name(const cJSON *root, const char *key, const char **out, const char *file,
+/* A special token in tokenizer_config.json: "[CLS]", {"content": "[CLS]", ...} or null. */
+static pc_status config_name(const cJSON *root, const char *key, const char **out, bool *null, const char *file,
                              pc_error *err)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    *null = v && cJSON_IsNull(v);
     if (v && cJSON_IsObject(v)) return json_string(v, "content", out, file, err);
     return json_string(root, key, out, file, err);
+}
+
+/* obj[key] as -1 (absent or null), 0 or 1. */
+static pc_status config_flag(const cJSON *root, const char *key, int *out, const char *file, pc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) return PEFTC_OK;
+    bool b = false;
+    PC_TRY(json_bool(root, key, &b, file, err));
+    *out = b;
+    return PEFTC_OK;
 }
 
 static pc_status parse_config(const cJSON *root, const char *file, tok_config *c, pc_error *err)
@@ -135,55 +154,13 @@ static pc_status parse_config(const cJSON *root, const char *file, tok_config *c
             return pc_fail(err, PEFTC_ERR_FORMAT, "%s: 'model_max_length' must be a positive integer", file);
         c->model_max_length = m->valuedouble >= (double)INT_MAX ? INT_MAX : (int)m->valuedouble;
     }
-    for (int i = 0; i < PC_N_SPECIAL; i++) PC_TRY(config_name(root, special_keys[i], &c->names[i], file, err));
-    return PEFTC_OK;
+    for (int i = 0; i < PC_N_SPECIAL; i++)
+        PC_TRY(config_name(root, special_keys[i], &c->names[i], &c->null_names[i], file, err));
+    PC_TRY(config_flag(root, "add_bos_token", &c->add_bos, file, err));
+    return config_flag(root, "add_eos_token", &c->add_eos, file, err);
 }
 
 /* ---- tokenizer.json ---------------------------------------------------------------- */
-
-static pc_status parse_normalizer(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
-{
-    const char *type;
-    PC_TRY(json_type(root, "normalizer", &type, file, err));
-    t->bert = (pc_bert_normalizer){false, false, false, false};
-    if (!type) return PEFTC_OK;
-    if (strcmp(type, "BertNormalizer") != 0)
-        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: normalizer type '%s' is not supported (WordPiece "
-                       "tokenizers read BertNormalizer)", file, type);
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
-    t->bert = (pc_bert_normalizer){true, true, true, true};
-    PC_TRY(json_bool(n, "clean_text", &t->bert.clean_text, file, err));
-    PC_TRY(json_bool(n, "handle_chinese_chars", &t->bert.handle_chinese_chars, file, err));
-    PC_TRY(json_bool(n, "lowercase", &t->bert.lowercase, file, err));
-    t->bert.strip_accents = t->bert.lowercase;          /* strip_accents null follows lowercase */
-    return json_bool(n, "strip_accents", &t->bert.strip_accents, file, err);
-}
-
-static pc_status parse_pre_tokenizer(const cJSON *root, const char *file, pc_error *err)
-{
-    const char *type;
-    PC_TRY(json_type(root, "pre_tokenizer", &type, file, err));
-    if (!type || strcmp(type, "BertPreTokenizer") != 0)
-        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: pre_tokenizer %s%s%s is not supported (WordPiece "
-                       "tokenizers read BertPreTokenizer)", file, type ? "type '" : "null", type ? type : "",
-                       type ? "'" : "");
-    return PEFTC_OK;
-}
-
-static pc_status parse_vocab_object(pc_vocab *v, const cJSON *vocab, const char *file, pc_error *err)
-{
-    if (!cJSON_IsObject(vocab)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: model has no 'vocab' object", file);
-    for (const cJSON *e = vocab->child; e; e = e->next) {
-        size_t len = strlen(e->string);
-        if (pc_utf8_invalid_at(e->string, len) < len)
-            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' is not valid UTF-8", file, e->string);
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble)
-            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' has no integer id", file, e->string);
-        pc_status s = pc_vocab_add(v, e->string, len, (int32_t)e->valuedouble, err);
-        if (s != PEFTC_OK) return pc_error_prefix(err, "%s", file);
-    }
-    return PEFTC_OK;
-}
 
 static pc_status set_wordpiece_unk(pc_tokenizer *t, const char *unk, const char *file, pc_error *err)
 {
@@ -193,16 +170,18 @@ static pc_status set_wordpiece_unk(pc_tokenizer *t, const char *unk, const char 
     return PEFTC_OK;
 }
 
+/* Sets a special token's name (NULL: none). */
 static pc_status set_special_name(pc_tokenizer *t, int which, const char *name, pc_error *err)
 {
-    char *copy = strdup(name);
-    if (!copy) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for special token '%s'", name);
+    char *copy = name ? strdup(name) : NULL;
+    if (name && !copy) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for special token '%s'", name);
     free(t->special_names[which]);
     t->special_names[which] = copy;
     return PEFTC_OK;
 }
 
-static pc_status parse_wordpiece_model(pc_tokenizer *t, const cJSON *model, const char *file, pc_error *err)
+static pc_status parse_wordpiece_model(pc_tokenizer *t, const cJSON *model, const char *file, const char **unk_name,
+                                       pc_error *err)
 {
     const char *unk = "[UNK]", *prefix = "##";
     long long max_chars = DEFAULT_MAX_INPUT_CHARS;
@@ -214,9 +193,9 @@ static pc_status parse_wordpiece_model(pc_tokenizer *t, const cJSON *model, cons
     strcpy(t->wordpiece.prefix, prefix);
     t->wordpiece.prefix_len = strlen(prefix);
     t->wordpiece.max_input_chars = (size_t)max_chars;
-    PC_TRY(parse_vocab_object(&t->wordpiece.vocab, cJSON_GetObjectItemCaseSensitive(model, "vocab"), file, err));
-    PC_TRY(set_wordpiece_unk(t, unk, file, err));
-    return set_special_name(t, PC_SPECIAL_UNK, unk, err);
+    PC_TRY(pc_vocab_parse_json(&t->wordpiece.vocab, cJSON_GetObjectItemCaseSensitive(model, "vocab"), file, err));
+    *unk_name = unk;
+    return set_wordpiece_unk(t, unk, file, err);
 }
 
 static pc_status parse_added_token(pc_tokenizer *t, const cJSON *a, size_t index, const char *file, pc_error *err)
@@ -262,13 +241,13 @@ static pc_status append_id(int32_t **v, size_t *n, int32_t id, pc_error *err)
     return PEFTC_OK;
 }
 
-/* BertProcessing: {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]}. */
-static pc_status parse_bert_processing(pc_tokenizer *t, const cJSON *pp, const char *file, pc_error *err)
+/* BertProcessing {"sep": ["[SEP]", 102], "cls": ["[CLS]", 101]} and RobertaProcessing: cls A sep. */
+static pc_status parse_cls_sep(pc_tokenizer *t, const cJSON *pp, const char *type, const char *file, pc_error *err)
 {
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(pp, "cls"), *sep = cJSON_GetObjectItemCaseSensitive(pp, "sep");
     const cJSON *cls_id = cJSON_GetArrayItem(cls, 1), *sep_id = cJSON_GetArrayItem(sep, 1);
     if (!cJSON_IsNumber(cls_id) || !cJSON_IsNumber(sep_id) || cls_id->valueint < 0 || sep_id->valueint < 0)
-        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: BertProcessing needs \"cls\" and \"sep\" as [token, id]", file);
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: %s needs \"cls\" and \"sep\" as [token, id]", file, type);
     PC_TRY(append_id(&t->prefix_ids, &t->n_prefix, cls_id->valueint, err));
     return append_id(&t->suffix_ids, &t->n_suffix, sep_id->valueint, err);
 }
@@ -308,40 +287,111 @@ static pc_status parse_template(pc_tokenizer *t, const cJSON *pp, const char *fi
     return PEFTC_OK;
 }
 
+/* One post-processor; ByteLevel changes only offsets. At most one may add special tokens. */
+static pc_status parse_processor(pc_tokenizer *t, const cJSON *pp, const char *file, bool *adds, pc_error *err)
+{
+    const char *type = NULL;
+    PC_TRY(json_string(pp, "type", &type, file, err));
+    if (!type) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: a post_processor has no \"type\"", file);
+    if (strcmp(type, "ByteLevel") == 0) return PEFTC_OK;
+    if (strcmp(type, "Sequence") == 0) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pp, "processors");
+        if (!cJSON_IsArray(list))
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: post_processor Sequence has no 'processors' list", file);
+        for (const cJSON *p = list->child; p; p = p->next) PC_TRY(parse_processor(t, p, file, adds, err));
+        return PEFTC_OK;
+    }
+    bool template = strcmp(type, "TemplateProcessing") == 0;
+    if (!template && strcmp(type, "BertProcessing") != 0 && strcmp(type, "RobertaProcessing") != 0)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: post_processor type '%s' is not supported", file, type);
+    if (*adds)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: more than one post_processor adds special tokens", file);
+    *adds = true;
+    return template ? parse_template(t, pp, file, err) : parse_cls_sep(t, pp, type, file, err);
+}
+
 static pc_status parse_post_processor(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
 {
     const char *type;
+    bool adds = false;
     PC_TRY(json_type(root, "post_processor", &type, file, err));
     if (!type) return PEFTC_OK;
-    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
-    if (strcmp(type, "TemplateProcessing") == 0) return parse_template(t, pp, file, err);
-    if (strcmp(type, "BertProcessing") == 0) return parse_bert_processing(t, pp, file, err);
-    return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: post_processor type '%s' is not supported", file, type);
+    return parse_processor(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"), file, &adds, err);
 }
 
-static pc_status parse_tokenizer_json(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
+/* The model's "type"; files written without one are told apart by their keys, in the order
+ * Hugging Face tries them (BPE has merges, WordPiece a vocab object). */
+static pc_status model_type(const cJSON *model, const char **type, const char *file, pc_error *err)
 {
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    const char *type = NULL;
-    if (!cJSON_IsObject(model)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: no 'model' object", file);
-    PC_TRY(json_string(model, "type", &type, file, err));
-    if (!type) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: 'model' has no \"type\"", file);
-    if (strcmp(type, "WordPiece") != 0)
-        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (peftc reads WordPiece)",
-                       file, type);
-    t->kind = PC_TOKENIZER_WORDPIECE;
-    PC_TRY(parse_normalizer(t, root, file, err));
-    PC_TRY(parse_pre_tokenizer(root, file, err));
-    PC_TRY(parse_wordpiece_model(t, model, file, err));
+    *type = NULL;
+    PC_TRY(json_string(model, "type", type, file, err));
+    if (*type) return PEFTC_OK;
+    if (cJSON_GetObjectItemCaseSensitive(model, "merges")) *type = "BPE";
+    else if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(model, "vocab"))) *type = "WordPiece";
+    else return pc_fail(err, PEFTC_ERR_FORMAT, "%s: 'model' has no \"type\"", file);
+    return PEFTC_OK;
+}
+
+/* The pipeline's components; what names each in messages ("FILE: pre_tokenizer"). */
+static pc_status parse_components(pc_tokenizer *t, const cJSON *root, const char *file, pc_error *err)
+{
+    char what[4200];
+    snprintf(what, sizeof what, "%s: normalizer", file);
+    PC_TRY(pc_normalizer_parse(&t->normalizer, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), what, err));
+    snprintf(what, sizeof what, "%s: pre_tokenizer", file);
+    PC_TRY(pc_pretokenizer_parse(&t->pretokenizer, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), what,
+                                 err));
+    snprintf(what, sizeof what, "%s: decoder", file);
+    PC_TRY(pc_decoder_parse(&t->decoder, cJSON_GetObjectItemCaseSensitive(root, "decoder"), what, err));
     PC_TRY(parse_added_tokens(t, root, file, err));
     return parse_post_processor(t, root, file, err);
 }
 
-static pc_status load_tokenizer_json(pc_tokenizer *t, const char *path, pc_error *err)
+static pc_status parse_tokenizer_json(pc_tokenizer *t, const cJSON *root, const char *file, const char **model_unk,
+                                      pc_error *err)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const char *type = NULL;
+    if (!cJSON_IsObject(model)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: no 'model' object", file);
+    PC_TRY(model_type(model, &type, file, err));
+    PC_TRY(parse_components(t, root, file, err));
+    if (strcmp(type, "WordPiece") == 0) {
+        t->kind = PC_TOKENIZER_WORDPIECE;
+        return parse_wordpiece_model(t, model, file, model_unk, err);
+    }
+    if (strcmp(type, "BPE") != 0)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (peftc reads WordPiece "
+                       "and BPE)", file, type);
+    t->kind = t->pretokenizer.byte_level ? PC_TOKENIZER_BYTE_LEVEL_BPE : PC_TOKENIZER_SENTENCEPIECE_BPE;
+    char what[4200];
+    snprintf(what, sizeof what, "%s: model", file);
+    PC_TRY(pc_bpe_parse(&t->bpe, model, what, err));
+    *model_unk = t->bpe.unk_token;
+    return PEFTC_OK;
+}
+
+/* Names of the special tokens: tokenizer_config.json's, else the model's unk_token, else the
+ * kind's defaults (when that token exists at all). */
+static pc_status name_specials(pc_tokenizer *t, const tok_config *c, const char *model_unk, pc_error *err)
+{
+    const char *const *defaults = t->kind == PC_TOKENIZER_WORDPIECE ? wordpiece_defaults
+                                  : t->kind == PC_TOKENIZER_BYTE_LEVEL_BPE ? byte_level_defaults
+                                                                            : sentencepiece_defaults;
+    for (int i = 0; i < PC_N_SPECIAL; i++) {
+        const char *name = c->names[i] ? c->names[i] : c->null_names[i] ? NULL : defaults[i];
+        if (!c->names[i] && !c->null_names[i] && i == PC_SPECIAL_UNK && model_unk) name = model_unk;
+        PC_TRY(set_special_name(t, i, name, err));
+    }
+    return PEFTC_OK;
+}
+
+static pc_status load_tokenizer_json(pc_tokenizer *t, const char *path, const tok_config *c, pc_error *err)
 {
     cJSON *root;
+    const char *model_unk = NULL;
     PC_TRY(parse_json_object(path, &root, err));
-    pc_status s = parse_tokenizer_json(t, root, path, err);
+    pc_status s = parse_tokenizer_json(t, root, path, &model_unk, err);
+    if (s == PEFTC_OK) s = name_specials(t, c, model_unk, err);
     cJSON_Delete(root);
     return s;
 }
@@ -365,8 +415,9 @@ static pc_status parse_vocab_txt(pc_vocab *v, const char *data, size_t len, cons
     return PEFTC_OK;
 }
 
-/* BertTokenizer from vocab.txt: its five special tokens are raw (not normalized) added
- * tokens and the post-processor is [CLS] A [SEP], as transformers converts it. */
+/* BertTokenizer from vocab.txt: BertNormalizer, BertPreTokenizer, WordPiece decoder; its five
+ * special tokens are raw (not normalized) added tokens and the post-processor is
+ * [CLS] A [SEP], as transformers converts it. */
 static pc_status load_vocab_txt(pc_tokenizer *t, const char *path, const tok_config *c, pc_error *err)
 {
     char *data = NULL;
@@ -376,19 +427,24 @@ static pc_status load_vocab_txt(pc_tokenizer *t, const char *path, const tok_con
     free(data);
     PC_TRY(s);
     t->kind = PC_TOKENIZER_WORDPIECE;
-    t->bert = (pc_bert_normalizer){true, c->tokenize_chinese_chars,
-                                   c->strip_accents < 0 ? c->do_lower_case : c->strip_accents == 1,
-                                   c->do_lower_case};
+    PC_TRY(name_specials(t, c, NULL, err));
+    pc_bert_normalizer bert = {true, c->tokenize_chinese_chars,
+                               c->strip_accents < 0 ? c->do_lower_case : c->strip_accents == 1, c->do_lower_case};
+    PC_TRY(pc_normalizer_add_bert(&t->normalizer, &bert, err));
+    PC_TRY(pc_pretokenizer_add_bert(&t->pretokenizer, err));
+    PC_TRY(pc_decoder_add_wordpiece(&t->decoder, "##", true, err));
     strcpy(t->wordpiece.prefix, "##");
     t->wordpiece.prefix_len = 2;
     t->wordpiece.max_input_chars = DEFAULT_MAX_INPUT_CHARS;
+    if (!t->special_names[PC_SPECIAL_UNK]) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: unk_token is null", path);
     PC_TRY(set_wordpiece_unk(t, t->special_names[PC_SPECIAL_UNK], path, err));
     for (int i = 0; i < PC_N_SPECIAL; i++) {
         const char *name = t->special_names[i];
-        int32_t id = pc_vocab_find(&t->wordpiece.vocab, name, strlen(name));
+        int32_t id = name ? pc_vocab_find(&t->wordpiece.vocab, name, strlen(name)) : -1;
         if (id >= 0) PC_TRY(pc_added_add(&t->added, name, strlen(name), id, false, false, false, false, true, err));
         else if (i == PC_SPECIAL_CLS || i == PC_SPECIAL_SEP)
-            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: %s '%s' is not in the vocabulary", path, special_keys[i], name);
+            return pc_fail(err, PEFTC_ERR_FORMAT, "%s: %s '%s' is not in the vocabulary", path, special_keys[i],
+                           name ? name : "null");
     }
     PC_TRY(append_id(&t->prefix_ids, &t->n_prefix, pc_tokenizer_token_to_id(t, t->special_names[PC_SPECIAL_CLS]), err));
     return append_id(&t->suffix_ids, &t->n_suffix, pc_tokenizer_token_to_id(t, t->special_names[PC_SPECIAL_SEP]), err);
@@ -400,12 +456,12 @@ static pc_status load_vocab_txt(pc_tokenizer *t, const char *path, const tok_con
 static pc_status normalize_added_patterns(pc_tokenizer *t, pc_error *err)
 {
     pc_strbuf out = {0};
-    pc_cpbuf s1 = {0}, s2 = {0};
+    pc_norm_work w = {0};
     pc_status s = PEFTC_OK;
     for (size_t i = 0; i < t->added.n && s == PEFTC_OK; i++) {
         const pc_added_token *a = &t->added.tokens[i];
         if (!a->normalized) continue;
-        s = pc_tokenizer_normalize(t, a->content, a->len, &out, &s1, &s2, err);
+        s = pc_tokenizer_normalize(t, a->content, a->len, &out, &w, err);
         if (s != PEFTC_OK) break;
         char *pattern = malloc(out.n + 1);
         if (!pattern) { s = pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for added token patterns"); break; }
@@ -414,15 +470,34 @@ static pc_status normalize_added_patterns(pc_tokenizer *t, pc_error *err)
         pc_added_set_pattern(&t->added, i, pattern, out.n);
     }
     free(out.v);
-    free(s1.v);
-    free(s2.v);
+    pc_norm_work_free(&w);
     return s;
+}
+
+/* add_bos_token / add_eos_token given: [bos] first and [eos] last, or neither, whatever the
+ * post-processor said (transformers' LlamaTokenizerFast rebuilds its template so). */
+static pc_status set_bos_eos(pc_tokenizer *t, const tok_config *c, const char *dir, pc_error *err)
+{
+    int32_t bos = t->special_ids[PC_SPECIAL_BOS], eos = t->special_ids[PC_SPECIAL_EOS];
+    if ((c->add_bos == 1 && bos < 0) || (c->add_eos == 1 && eos < 0))
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s/tokenizer_config.json: add_%s_token is true but the tokenizer has "
+                       "no %s token", dir, c->add_bos == 1 && bos < 0 ? "bos" : "eos",
+                       c->add_bos == 1 && bos < 0 ? "bos" : "eos");
+    if (c->add_bos >= 0 && c->add_bos != pc_tokenizer_adds_bos(t)) {
+        t->n_prefix = 0;
+        if (c->add_bos) PC_TRY(append_id(&t->prefix_ids, &t->n_prefix, bos, err));
+    }
+    if (c->add_eos >= 0 && c->add_eos != pc_tokenizer_adds_eos(t)) {
+        t->n_suffix = 0;
+        if (c->add_eos) PC_TRY(append_id(&t->suffix_ids, &t->n_suffix, eos, err));
+    }
+    return PEFTC_OK;
 }
 
 static void finish(pc_tokenizer *t)
 {
     for (int i = 0; i < PC_N_SPECIAL; i++) t->special_ids[i] = pc_tokenizer_token_to_id(t, t->special_names[i]);
-    t->n_ids = t->wordpiece.vocab.n_ids;
+    t->n_ids = pc_tokenizer_vocab(t)->n_ids;
     for (size_t i = 0; i < t->added.n; i++)
         if (t->added.tokens[i].id >= t->n_ids) t->n_ids = t->added.tokens[i].id + 1;
 }
@@ -430,7 +505,7 @@ static void finish(pc_tokenizer *t)
 static pc_status load_config(const char *dir, tok_config *c, cJSON **root, pc_error *err)
 {
     char path[4096];
-    *c = (tok_config){true, -1, true, DEFAULT_MODEL_MAX_LENGTH, {NULL}};
+    *c = (tok_config){true, -1, true, DEFAULT_MODEL_MAX_LENGTH, {NULL}, {false}, -1, -1};
     *root = NULL;
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     if (!file_exists(path)) return PEFTC_OK;
@@ -442,11 +517,9 @@ static pc_status load_into(pc_tokenizer *t, const char *dir, const tok_config *c
 {
     char path[4096];
     t->model_max_length = c->model_max_length;
-    for (int i = 0; i < PC_N_SPECIAL; i++)
-        PC_TRY(set_special_name(t, i, c->names[i] ? c->names[i] : special_defaults[i], err));
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     if (file_exists(path)) {
-        PC_TRY(load_tokenizer_json(t, path, err));
+        PC_TRY(load_tokenizer_json(t, path, c, err));
     } else {
         snprintf(path, sizeof path, "%s/vocab.txt", dir);
         if (!file_exists(path))
@@ -455,7 +528,7 @@ static pc_status load_into(pc_tokenizer *t, const char *dir, const tok_config *c
     }
     PC_TRY(normalize_added_patterns(t, err));
     finish(t);
-    return PEFTC_OK;
+    return set_bos_eos(t, c, dir, err);
 }
 
 pc_status pc_tokenizer_load(const char *dir, pc_tokenizer **out, pc_error *err)
@@ -482,12 +555,27 @@ static pc_status unsupported_save(const char *why, pc_error *err)
     return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: %s", why);
 }
 
+/* The BertNormalizer when it is the whole normalizer, else NULL. */
+static const pc_bert_normalizer *only_bert(const pc_tokenizer *t)
+{
+    return t->normalizer.n == 1 && t->normalizer.steps[0].kind == PC_NORM_BERT ? &t->normalizer.steps[0].bert : NULL;
+}
+
+/* Whether the pre-tokenizer and decoder are those vocab.txt implies. */
+static bool bert_pipeline(const pc_tokenizer *t)
+{
+    const pc_dec_step *d = t->decoder.n == 1 ? &t->decoder.steps[0] : NULL;
+    return t->pretokenizer.n == 1 && t->pretokenizer.steps[0].kind == PC_PRE_BERT && d &&
+           d->kind == PC_DEC_WORDPIECE && d->cleanup && strcmp(d->text, "##") == 0;
+}
+
 /* Whether loading vocab.txt + tokenizer_config.json would give back exactly t. */
 static pc_status check_saveable(const pc_tokenizer *t, pc_error *err)
 {
     const pc_wordpiece *wp = &t->wordpiece;
     if (t->kind != PC_TOKENIZER_WORDPIECE) return unsupported_save("not a WordPiece tokenizer", err);
-    if (!t->bert.clean_text) return unsupported_save("clean_text is off", err);
+    if (!only_bert(t)) return unsupported_save("the normalizer is not one BertNormalizer", err);
+    if (!only_bert(t)->clean_text) return unsupported_save("clean_text is off", err);
     if (strcmp(wp->prefix, "##") != 0) return unsupported_save("continuing_subword_prefix is not \"##\"", err);
     if (wp->max_input_chars != DEFAULT_MAX_INPUT_CHARS)
         return unsupported_save("max_input_chars_per_word is not 100", err);
@@ -498,12 +586,15 @@ static pc_status check_saveable(const pc_tokenizer *t, pc_error *err)
     for (size_t i = 0; i < t->added.n; i++) {
         const pc_added_token *a = &t->added.tokens[i];
         bool named = false;
-        for (int k = 0; k < PC_N_SPECIAL; k++) named |= strcmp(a->content, t->special_names[k]) == 0;
+        for (int k = 0; k < PC_N_SPECIAL; k++)
+            named |= t->special_names[k] && strcmp(a->content, t->special_names[k]) == 0;
         if (!named || a->normalized || a->lstrip || a->rstrip || a->single_word ||
             pc_vocab_find(&wp->vocab, a->content, a->len) != a->id)
             return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: added token '%s' is not one of "
                            "the five plain special tokens of the vocabulary", a->content);
     }
+    if (!bert_pipeline(t))
+        return unsupported_save("the pre-tokenizer is not BertPreTokenizer or the decoder not WordPiece \"##\"", err);
     for (int32_t id = 0; id < wp->vocab.n_ids; id++) {
         const char *tok = pc_vocab_token(&wp->vocab, id, NULL);
         if (!tok) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "cannot save as vocab.txt: id %d has no token", (int)id);
@@ -531,14 +622,16 @@ static pc_status write_vocab_txt(const pc_tokenizer *t, const char *path, pc_err
 
 static pc_status write_config(const pc_tokenizer *t, const char *path, pc_error *err)
 {
+    const pc_bert_normalizer *bert = only_bert(t);
     cJSON *root = cJSON_CreateObject();
     bool ok = root && cJSON_AddStringToObject(root, "tokenizer_class", "BertTokenizer") &&
-              cJSON_AddBoolToObject(root, "do_lower_case", t->bert.lowercase) &&
-              cJSON_AddBoolToObject(root, "strip_accents", t->bert.strip_accents) &&
-              cJSON_AddBoolToObject(root, "tokenize_chinese_chars", t->bert.handle_chinese_chars) &&
+              cJSON_AddBoolToObject(root, "do_lower_case", bert->lowercase) &&
+              cJSON_AddBoolToObject(root, "strip_accents", bert->strip_accents) &&
+              cJSON_AddBoolToObject(root, "tokenize_chinese_chars", bert->handle_chinese_chars) &&
               cJSON_AddNumberToObject(root, "model_max_length", t->model_max_length);
     for (int i = 0; i < PC_N_SPECIAL && ok; i++)
-        ok = cJSON_AddStringToObject(root, special_keys[i], t->special_names[i]) != NULL;
+        ok = (t->special_names[i] ? cJSON_AddStringToObject(root, special_keys[i], t->special_names[i])
+                                  : cJSON_AddNullToObject(root, special_keys[i])) != NULL;
     pc_status s = ok ? pc_json_write_file_atomic(path, root, true, err)
                      : pc_fail(err, PEFTC_ERR_NOMEM, "out of memory writing %s", path);
     cJSON_Delete(root);

@@ -50,6 +50,14 @@ bool pc_uni_is_nonspacing_mark(uint32_t cp);
  * connector punctuation, the joiners U+200C/U+200D): single_word added tokens. */
 bool pc_uni_is_word_char(uint32_t cp);
 
+/* For regex matching: a code point that PCRE2 classes (\s, \p{..} general categories) as
+ * Hugging Face tokenizers' Oniguruma classes cp, of the same UTF-8 length, or cp itself.
+ * PCRE2 10.42 has Unicode 14 tables, Oniguruma Unicode 16: characters assigned since are
+ * unassigned to PCRE2; and PCRE2's \s includes U+180E, a format character since Unicode
+ * 6.3. Checked on every code point against Hugging Face (tests/fixtures/tokenizer/
+ * regex_classes.txt). */
+uint32_t pc_uni_regex_stand_in(uint32_t cp);
+
 /* Full lowercase mapping of one code point (Rust's char::to_lowercase): writes 1 or 2
  * code points to out and returns how many. */
 int pc_uni_lower(uint32_t cp, uint32_t out[2]);

@@ -6,6 +6,7 @@
 //   tests/fixtures/tokenizer/bpe_cases.jsonl       BPE (GPT-2, TinyLlama, stories260K and edited variants):
 //                                                  ids and decoded text of hand-made, README and random texts
 //   tests/fixtures/tokenizer/bpe_bulk.txt          the same tokenizers on every Rotten Tomatoes text, as digests
+//   tests/fixtures/tokenizer/regex_classes.txt     regex classes (\s, \p{L}, ...) on every code point
 // Usage (from this directory): npm install && node make_fixtures.js [SHARED_DIR]
 // (.npmrc keeps npm from writing a package-lock.json; node_modules/ is git-ignored.)
 // SHARED_DIR defaults to ../../../shared (the read-only data next to the repository).
@@ -208,6 +209,30 @@ const bpeVariants = [
     normalizer: null,
     pre_tokenizer: {type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false},
     decoder: {type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false}}},
+  // Checked on the hand-made cases only: the other Split behaviors, Metaspace splitting, more normalizers.
+  {name: "split_removed", dir: "tokenizers/gpt2", edge_only: true, edits: {pre_tokenizer: {type: "Sequence", pretokenizers: [
+    {type: "Split", pattern: {Regex: "\\s+"}, behavior: "Removed", invert: false},
+    {type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: false}]}}},
+  {name: "split_previous", dir: "tokenizers/gpt2", edge_only: true, edits: {pre_tokenizer: {type: "Sequence", pretokenizers: [
+    {type: "Split", pattern: {Regex: "\\p{L}+"}, behavior: "MergedWithPrevious", invert: false},
+    {type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false}]}}},
+  {name: "split_next_inverted", dir: "tokenizers/gpt2", edge_only: true, edits: {pre_tokenizer: {type: "Sequence", pretokenizers: [
+    {type: "Split", pattern: {Regex: "\\p{L}+"}, behavior: "MergedWithNext", invert: true},
+    {type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false}]}}},
+  {name: "split_contiguous", dir: "tokenizers/gpt2", edge_only: true, edits: {pre_tokenizer: {type: "Sequence", pretokenizers: [
+    {type: "Split", pattern: {Regex: "\\p{N}|\\p{P}"}, behavior: "Contiguous", invert: false},
+    {type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: false}]}}},
+  {name: "metaspace_split", dir: "tokenizers/TinyLlama-1.1B-Chat-v1.0", edge_only: true, edits: {
+    normalizer: null,
+    pre_tokenizer: {type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: true},
+    decoder: {type: "Metaspace", replacement: "\u2581", prepend_scheme: "always", split: true}}},
+  {name: "normalizers", dir: "tokenizers/TinyLlama-1.1B-Chat-v1.0", edge_only: true, edits: {
+    normalizer: {type: "Sequence", normalizers: [{type: "NFKC"}, {type: "Lowercase"},
+      {type: "Strip", strip_left: true, strip_right: true}, {type: "Replace", pattern: {Regex: " {2,}"}, content: " "},
+      {type: "Prepend", prepend: "\u2581"}, {type: "Replace", pattern: {String: " "}, content: "\u2581"}]}}},
+  {name: "nfd", dir: "tokenizers/TinyLlama-1.1B-Chat-v1.0", edge_only: true, edits: {
+    normalizer: {type: "Sequence", normalizers: [{type: "NFD"},
+      {type: "Prepend", prepend: "\u2581"}, {type: "Replace", pattern: {String: " "}, content: "\u2581"}]}}},
 ];
 
 function loadBpeVariant(v) {
@@ -244,9 +269,11 @@ const bpeEdgeCases = [
   "\"quoted\" 'single'", "“smart quotes” ‘single’", "«guillemets» ¿qué? ¡sí!", "¥€£§¶©®™°±×÷", "@user #tag $var %p ^c &a *s",
   "path/to/file.txt", "https://example.com/a?b=c&d=e#f", "user@example.com", "C:\\Windows\\System32", "snake_case camelCase",
   "def f(x):\n    return x * 2\n", "for (int i = 0; i < n; i++) {\n\tsum += a[i];\n}", "    indented\n        more", "x = {'a': 1}",
-  "a".repeat(300), "ab".repeat(150), "9".repeat(200), " ".repeat(100), "\n".repeat(50), "hello ".repeat(100), "😀".repeat(50),
+  "a".repeat(300), "ab".repeat(60), "9".repeat(100), " ".repeat(100), "\n".repeat(50), "hello ".repeat(40), "😀".repeat(20),
   "The quick brown fox jumps over the lazy dog.", "THE QUICK BROWN FOX", "tHe QuIcK bRoWn FoX",
   "Zalgo: Z\u0351\u0348a\u0310l\u0346g\u0312o", "e\u0301 a\u0308 n\u0303", "ǅemal ß ẞ ﬁ ﬀ", "İstanbul ŞİŞLİ", "ΟΔΥΣΣΕΥΣ",
+  // letters, digits and symbols of Unicode 15-16 (unknown to PCRE2's tables)
+  "a\u{105C0}\u{105C1}b x\u1C89y 1\u{10D40}\u{10D41}2 \u{10D40}x !\u2427! \u{1CCF0}",
 ];
 
 function mulberry32(seed) {
@@ -297,16 +324,17 @@ async function bpeCasesFixture(tokenizers) {
   const readme = fs.readFileSync(path.join(shared, "models", "stories260K", "README.md"), "utf8")
     .split("\n").filter((l) => l.trim());
   const long = mini.slice(0, 30).join("\n");
-  const texts = bpeEdgeCases.concat(readme, mini, randomCases(700, 20240611), [long]);
+  const texts = bpeEdgeCases.concat(readme, mini, randomCases(560, 20240611), [long]);
   const lines = [JSON.stringify({variants: bpeVariants,
-    note: "ids: encode(text) with add_special_tokens (unless \"add_special\": false), \"max_length\": truncation; " +
-      "\"=name\": the same ids as variant name; decoded: decode(ids, skip_special_tokens=true) where it differs " +
-      "from text; decoded_special: " +
+    note: "ids: encode(text) with add_special_tokens (unless \"add_special\": false), \"max_length\": " +
+      "truncation; \"=name\": the same ids as variant name; edge_only variants only on the hand-made cases; " +
+      "decoded: decode(ids, skip_special_tokens=true) where it differs from text; decoded_special: " +
       `decode(ids, false); by Hugging Face tokenizers ${version} (Node)`})];
   for (const text of texts) {
     const c = {text, ids: {}};
     const edge = bpeEdgeCases.includes(text);
     for (const v of bpeVariants) {
+      if (v.edge_only && !edge) continue;
       const ids = await encode(tokenizers[v.name], text, true, 0);
       c.ids[v.name] = sameAs(c.ids, ids);
       const dec = await tokenizers[v.name].decode(ids, true);
@@ -321,7 +349,8 @@ async function bpeCasesFixture(tokenizers) {
   for (const text of mini.slice(0, 6)) for (const n of [1, 2, 5, 16]) { opts.push([text, true, n]); opts.push([text, false, n]); }
   for (const [text, special, maxLength] of opts) {
     const c = {text, add_special: special, max_length: maxLength, ids: {}};
-    for (const v of bpeVariants) c.ids[v.name] = sameAs(c.ids, await encode(tokenizers[v.name], text, special, maxLength));
+    for (const v of bpeVariants.filter((x) => !x.edge_only))
+      c.ids[v.name] = sameAs(c.ids, await encode(tokenizers[v.name], text, special, maxLength));
     lines.push(JSON.stringify(c));
   }
   fs.writeFileSync(path.join(outDir, "bpe_cases.jsonl"), lines.join("\n") + "\n");
@@ -332,7 +361,7 @@ async function bpeCasesFixture(tokenizers) {
 // "/<digest of the UTF-8 bytes>" of the decoded text when it differs from the text.
 async function bpeBulkFixture(tokenizers) {
   const files = ["train.jsonl", "validation.jsonl", "test.jsonl"];
-  const variants = bpeVariants.filter((v) => v.name !== "metaspace");
+  const variants = bpeVariants.filter((v) => !v.edge_only && v.name !== "metaspace");
   const lines = [
     `# Generated by tools/tokenizer_fixtures/make_fixtures.js with Hugging Face tokenizers ${version} (Node).`,
     `# One line per text of ${files.map((f) => "data/rotten_tomatoes/" + f).join(", ")} in order; columns:`,
@@ -355,6 +384,48 @@ async function bpeBulkFixture(tokenizers) {
   return lines.length;
 }
 
+// ---- regex character classes on every code point ----------------------------------------
+// Hugging Face runs tokenizer.json regexes with Oniguruma; peftc with PCRE2, whose Unicode
+// tables differ. For each class, which code points a Split regex "CLASS+" (behavior
+// Removed, WordLevel model) removes, as FNV-1a digests per 64K block of the member list.
+const REGEX_CLASSES = ["\\s", "\\p{L}", "\\p{N}", "\\p{P}", "\\p{S}", "\\p{M}", "\\p{Z}", "\\p{Lu}", "\\p{Ll}",
+  "\\p{Lt}", "\\p{Lm}", "\\p{Lo}", "\\p{Nd}"];
+const REGEX_BLOCK = 65536;
+
+function splitTokenizer(regex) {
+  return tk.Tokenizer.fromString(JSON.stringify({version: "1.0", truncation: null, padding: null, added_tokens: [],
+    normalizer: null, pre_tokenizer: {type: "Split", pattern: {Regex: regex}, behavior: "Removed", invert: false},
+    post_processor: null, decoder: null, model: {type: "WordLevel", vocab: {"[UNK]": 0}, unk_token: "[UNK]"}}));
+}
+
+async function regexClassesFixture() {
+  const lines = [
+    `# Generated by tools/tokenizer_fixtures/make_fixtures.js with Hugging Face tokenizers ${version} (Node).`,
+    "# Per regex class and block of 65536 code points (surrogates skipped): <class> <block> <count> <FNV-1a 32",
+    "# digest of the members as little-endian 32-bit words>, members being the code points a Split regex",
+    "# \"<class>+\" with behavior Removed takes out of the text.",
+  ];
+  for (const cls of REGEX_CLASSES) {
+    const tok = splitTokenizer(cls + "+");
+    for (let block = 0; block < 0x110000; block += REGEX_BLOCK) {
+      const members = [];
+      for (let base = block; base < block + REGEX_BLOCK; base += 4096) {
+        const cps = [];
+        for (let cp = base; cp < base + 4096; cp++) if (!isSurrogate(cp)) cps.push(cp);
+        if (!cps.length) continue;
+        const e = await tok.encode(cps.map((c) => String.fromCodePoint(c)).join(""), null, {addSpecialTokens: false});
+        const kept = new Uint8Array(cps.length);           // offsets count code points
+        for (const [a, b] of e.getOffsets()) for (let i = a; i < b; i++) kept[i] = 1;
+        cps.forEach((cp, i) => { if (!kept[i]) members.push(cp); });
+      }
+      lines.push(`${cls} ${(block / REGEX_BLOCK).toString(16)} ${members.length} ` +
+        fnv1a(2166136261, members).toString(16).padStart(8, "0"));
+    }
+  }
+  fs.writeFileSync(path.join(outDir, "regex_classes.txt"), lines.join("\n") + "\n");
+  return lines.length;
+}
+
 (async () => {
   fs.mkdirSync(outDir, {recursive: true});
   console.log(`distilbert_ids.jsonl: ${await idsFixture()} lines`);
@@ -363,4 +434,5 @@ async function bpeBulkFixture(tokenizers) {
   for (const v of bpeVariants) tokenizers[v.name] = loadBpeVariant(v);
   console.log(`bpe_cases.jsonl: ${await bpeCasesFixture(tokenizers)} lines`);
   console.log(`bpe_bulk.txt: ${await bpeBulkFixture(tokenizers)} lines`);
+  console.log(`regex_classes.txt: ${await regexClassesFixture()} lines`);
 })().catch((e) => { console.error(e); process.exit(1); });
