@@ -363,8 +363,9 @@ TEST(config_validate_names_the_key)
     EXPECT_INVALID("per_device_train_batch_size", "0", "per_device_train_batch_size must be >= 1 (got 0)");
     EXPECT_INVALID("per_device_eval_batch_size", "-2", "per_device_eval_batch_size must be >= 1 (got -2)");
     EXPECT_INVALID("gradient_accumulation_steps", "0", "gradient_accumulation_steps must be >= 1 (got 0)");
-    EXPECT_INVALID("optim", "adamw_bnb_8bit",
-                   "optim 'adamw_bnb_8bit' not available, choose one of adamw_torch, adamw_torch_fused, adamw_hf");
+    EXPECT_INVALID("optim", "lion_8bit",
+                   "optim 'lion_8bit' is not available, choose one of adamw_torch, adamw_torch_fused, adamw_hf, "
+                   "adamw_8bit, adamw_bnb_8bit, paged_adamw_8bit, paged_adamw_32bit");
     EXPECT_INVALID("lr_scheduler_type", "polynomial",
                    "lr_scheduler_type 'polynomial' is not available, choose one of linear, constant, cosine, "
                    "constant_with_warmup");

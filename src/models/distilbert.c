@@ -16,6 +16,7 @@
 #include "kernels/gemm.h"
 #include "kernels/vec.h"
 #include "models/model_util.h"
+#include "models/quantized.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
 #include "nn/dropout.h"
@@ -138,7 +139,10 @@ static pc_status load_linear(dbert *d, pc_linear *lin, const char *module, int i
     snprintf(lin->name, sizeof lin->name, "%s", module);
     lin->in = in;
     lin->out = out;
-    PC_TRY(load_param(d, module, ".weight", 2, out, in, &lin->W, err));
+    char key[200];
+    checkpoint_key(d, module, "", key, sizeof key);
+    if (pc_checkpoint_has_4bit(d->st, key)) PC_TRY(pc_linear_load_4bit(d->st, key, lin, PC_Q4_COMPUTE_F32, err));
+    else PC_TRY(load_param(d, module, ".weight", 2, out, in, &lin->W, err));
     return load_param(d, module, ".bias", 1, out, 0, &lin->b, err);
 }
 
@@ -250,7 +254,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
              (a->out_rstd = pc_owned_alloc(o, N));
     }
     for (int i = 0; ok && i < m->n_linears; i++)
-        if (m->linears[i]->lora && pc_lora_reserve(m->linears[i]->lora, (int)N, err) != PEFTC_OK) ok = false;
+        if (pc_linear_reserve(m->linears[i], (int)N, &m->q4_scratch, err) != PEFTC_OK) ok = false;
     o->group = 0;
     if (!ok) {
         d->cap_B = d->cap_T = 0;

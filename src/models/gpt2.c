@@ -15,6 +15,7 @@
 #include "kernels/vec.h"
 #include "models/causal_lm.h"
 #include "models/model_util.h"
+#include "models/quantized.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
 #include "nn/dropout.h"
@@ -116,7 +117,11 @@ static pc_status load_conv1d(gpt2 *g, pc_linear *lin, const char *name, int in, 
     lin->in = in;
     lin->out = out;
     lin->w_in_out = true;
-    PC_TRY(load_tensor(g, name, ".weight", in, out, &lin->W, err));
+    char key[256];
+    const char *strip = checkpoint_prefix(g->st);
+    snprintf(key, sizeof key, "%s", strip[0] && strncmp(name, strip, strlen(strip)) == 0 ? name + strlen(strip) : name);
+    if (pc_checkpoint_has_4bit(g->st, key)) PC_TRY(pc_linear_load_4bit(g->st, key, lin, PC_Q4_COMPUTE_F32, err));
+    else PC_TRY(load_tensor(g, name, ".weight", in, out, &lin->W, err));
     return load_tensor(g, name, ".bias", out, 0, &lin->b, err);
 }
 
@@ -190,7 +195,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         }
     }
     for (int i = 0; ok && i < m->n_linears; i++)
-        if (m->linears[i]->lora && pc_lora_reserve(m->linears[i]->lora, (int)N, err) != PEFTC_OK) ok = false;
+        if (pc_linear_reserve(m->linears[i], (int)N, &m->q4_scratch, err) != PEFTC_OK) ok = false;
     o->group = 0;
     if (!ok) {
         g->cap_B = g->cap_T = 0;

@@ -16,6 +16,7 @@
 #include "kernels/vec.h"
 #include "models/causal_lm.h"
 #include "models/model_util.h"
+#include "models/quantized.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
 #include "nn/embedding.h"
@@ -151,7 +152,8 @@ static pc_status load_linear(llama *l, pc_linear *lin, const char *name, int in,
     lin->out = out;
     char key[200];
     snprintf(key, sizeof key, "%s.weight", name);
-    PC_TRY(load_weight(l, key, out, in, &lin->W, err));
+    if (pc_checkpoint_has_4bit(l->st, name)) PC_TRY(pc_linear_load_4bit(l->st, name, lin, PC_Q4_COMPUTE_F32, err));
+    else PC_TRY(load_weight(l, key, out, in, &lin->W, err));
     snprintf(key, sizeof key, "%s.bias", name);
     if (!pc_st_find(l->st, key)) return PEFTC_OK;
     return load_weight(l, key, out, 0, &lin->b, err);
@@ -247,7 +249,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         }
     }
     for (int i = 0; ok && i < m->n_linears; i++)
-        if (m->linears[i]->lora && pc_lora_reserve(m->linears[i]->lora, (int)N, err) != PEFTC_OK) ok = false;
+        if (pc_linear_reserve(m->linears[i], (int)N, &m->q4_scratch, err) != PEFTC_OK) ok = false;
     o->group = 0;
     if (!ok) {
         l->cap_B = l->cap_T = 0;

@@ -10,6 +10,7 @@
 #include "models/gpt2.h"
 #include "models/llama.h"
 #include "models/model_util.h"
+#include "models/quantized.h"
 
 /* The floating dtype that holds most parameters of a checkpoint (what a merged model is written in). */
 static int dominant_dtype(const pc_safetensors *st)
@@ -119,5 +120,8 @@ void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data,
 
 void pc_model_free(pc_model *m)
 {
-    if (m) m->ops->destroy(m);
+    if (!m) return;
+    pc_model_free_4bit(m);
+    free(m->q4_scratch.p);
+    m->ops->destroy(m);
 }

@@ -39,7 +39,10 @@ static void softmax_row(float *row, int n)
         if (row[j] > max) max = row[j];
     double sum = 0.0;
     for (int j = 0; j < n; j++) {
-        row[j] = expf(row[j] - max);
+        /* expf is exactly 0 below -104 (under half the smallest subnormal); masked keys (-FLT_MAX)
+         * land there, and skipping expf's slow underflow path for them changes no bit. */
+        float d = row[j] - max;
+        row[j] = d < -104.0f ? 0.0f : expf(d);
         sum += row[j];
     }
     const float inv = (float)(1.0 / sum);

@@ -41,7 +41,8 @@ size_t pc_attention_decode_scratch_floats(int n_ctx, int H);
 /* One step of generation with a KV cache: the attention output out [H*hd] of one new token whose query is
  * q [H*hd], over the cached keys and values k_cache, v_cache [n_ctx, Hkv*hd] of positions 0 .. n_ctx-1
  * (the new token's own key and value included, as the last row). Every cached position is attended
- * (causal by construction). Equals the last row of pc_attention_forward over the n_ctx tokens. */
+ * (causal by construction). Equals, up to float rounding, the last row of a causal pc_attention_forward
+ * over the n_ctx tokens. scratch: pc_attention_decode_scratch_floats(n_ctx, H) floats. */
 void pc_attention_decode(float *out, const float *q, const float *k_cache, const float *v_cache, int n_ctx, int H,
                          int Hkv, int hd, float scale, float *scratch);
 

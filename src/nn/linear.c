@@ -1,8 +1,11 @@
 #include "nn/linear.h"
 
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "peft/dora.h"
 
 /* y = x W (+ b) with W stored [in, out]. */
 static void forward_in_out(const pc_linear *lin, float *y, const float *x, int rows)
@@ -11,11 +14,37 @@ static void forward_in_out(const pc_linear *lin, float *y, const float *x, int r
     pc_sgemm(false, false, rows, lin->out, lin->in, 1.0f, x, lin->in, lin->W, lin->out, lin->b ? 1.0f : 0.0f, y, lin->out);
 }
 
+pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err)
+{
+    if (lin->lora) PC_TRY(pc_lora_reserve(lin->lora, rows, err));
+    if (!lin->q4) return PEFTC_OK;
+    if (lin->lora && lin->lora->m)
+        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: DoRA on a 4-bit weight is not available yet", lin->name);
+    size_t need = pc_q4_scratch_bytes(lin->q4, rows, lin->q4_compute, omp_get_max_threads());
+    if (need > scratch->bytes) {
+        void *p = realloc(scratch->p, need);
+        if (!p) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for 4-bit product scratch (%zu bytes)", need);
+        scratch->p = p;
+        scratch->bytes = need;
+    }
+    lin->scratch = scratch;
+    return PEFTC_OK;
+}
+
+/* y = x deq(W)^T (+ b) for a 4-bit weight; the fused kernel cannot fail with reserved scratch. */
+static void forward_4bit(const pc_linear *lin, float *y, const float *x, int rows)
+{
+    for (int r = 0; lin->b && r < rows; r++) memcpy(y + (long)r * lin->out, lin->b, sizeof(float) * (size_t)lin->out);
+    pc_q4_matmul_xwT(lin->q4, lin->q4_compute, x, rows, y, lin->b != NULL, lin->scratch->p, lin->scratch->bytes, NULL);
+}
+
 void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool training, pc_rng *rng)
 {
-    if (lin->w_in_out) forward_in_out(lin, y, x, rows);
+    if (lin->q4) forward_4bit(lin, y, x, rows);
+    else if (lin->w_in_out) forward_in_out(lin, y, x, rows);
     else pc_linear_xwT(y, x, lin->W, lin->b, rows, lin->in, lin->out);
-    if (lin->lora) pc_lora_forward(lin->lora, y, x, rows, training, rng);
+    if (lin->lora && lin->lora->m) pc_dora_forward(lin->lora, y, x, lin->W, lin->w_in_out, lin->b, rows, training, rng);
+    else if (lin->lora) pc_lora_forward(lin->lora, y, x, rows, training, rng);
 }
 
 void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float *dy, const float *x, int rows)
@@ -30,8 +59,14 @@ void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float 
             for (int o = 0; o < lin->out; o++) lin->db[o] += row[o];
         }
     }
+    if (lin->lora && lin->lora->m) {  /* DoRA rescales the base product: it owns the whole input gradient */
+        pc_dora_backward(lin->lora, dx, accumulate, dy, x, lin->W, lin->w_in_out, rows);
+        return;
+    }
     float beta = accumulate ? 1.0f : 0.0f;
-    if (dx && lin->w_in_out)  /* dx = dy W^T */
+    if (dx && lin->q4)  /* dx = dy deq(W); a 4-bit weight gets no gradient */
+        pc_q4_matmul_dyW(lin->q4, lin->q4_compute, dy, rows, dx, accumulate, lin->scratch->p, lin->scratch->bytes, NULL);
+    else if (dx && lin->w_in_out)  /* dx = dy W^T */
         pc_sgemm(false, true, rows, lin->in, lin->out, 1.0f, dy, lin->out, lin->W, lin->out, beta, dx, lin->in);
     else if (dx)  /* dx = dy W */
         pc_sgemm(false, false, rows, lin->in, lin->out, 1.0f, dy, lin->out, lin->W, lin->in, beta, dx, lin->in);

@@ -1,14 +1,23 @@
 /* The one place where PEFT touches a model (DESIGN principle 3): a Linear is a
  * base weight W [out, in] as nn.Linear stores it, an optional bias, and an
- * optional LoRA adapter. W and the bias are frozen unless made trainable
- * (modules_to_save heads, bias="all"); frozen weights get no weight gradient. */
+ * optional LoRA or DoRA adapter. W and the bias are frozen unless made trainable
+ * (modules_to_save heads, bias="all"); frozen weights get no weight gradient.
+ * W under an adapter is always frozen. */
 #ifndef PC_NN_LINEAR_H
 #define PC_NN_LINEAR_H
 
 #include <stdbool.h>
 
+#include "base/error.h"
 #include "base/rng.h"
+#include "kernels/gemm4.h"
 #include "peft/lora.h"
+
+/* A scratch buffer shared by the 4-bit Linears of one model (one product runs at a time). */
+typedef struct pc_scratch {
+    void *p;
+    size_t bytes;
+} pc_scratch;
 
 typedef struct pc_linear {
     char name[160];     /* Hugging Face module name, e.g. "distilbert.transformer.layer.0.attention.q_lin" */
@@ -16,12 +25,19 @@ typedef struct pc_linear {
     bool w_in_out;      /* W stored [in, out] (GPT-2's Conv1D; PEFT's fan_in_fan_out) instead of [out, in] */
     float *W, *b;       /* W may point into a read-only mmap while frozen */
     float *dW, *db;     /* non-NULL when W / b are trainable */
-    pc_lora *lora;      /* NULL when no adapter sits on this Linear */
+    pc_lora *lora;      /* NULL when no adapter sits on this Linear; DoRA when lora->m is set */
+    pc_q4_weight *q4;   /* QLoRA: the frozen weight in 4 bits (W is then NULL), owned by the model */
+    pc_q4_compute q4_compute;
+    pc_scratch *scratch;/* for the fused 4-bit products (set by pc_linear_reserve) */
 } pc_linear;
 
-/* y[rows, out] = x W^T + b (+ LoRA branch). */
+/* Sizes the per-step buffers (adapter state, 4-bit scratch) for `rows` rows; no allocation happens in steps. */
+pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err);
+
+/* y[rows, out] = x W^T + b (+ LoRA branch, or the DoRA terms of peft/dora.h). */
 void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool training, pc_rng *rng);
-/* dx[rows, in] (=, or += when accumulate) dy W + the LoRA branch's input gradient; skipped when dx is NULL.
+/* dx[rows, in] (=, or += when accumulate) dy W + the LoRA branch's input gradient (with DoRA: the input gradient
+ * of the whole rescaled output); skipped when dx is NULL.
  * Accumulates dW, db and the adapter's gradients. x is the forward input. */
 void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float *dy, const float *x, int rows);
 

@@ -1,6 +1,7 @@
 #include "train/config.h"
 
 #include "formats/json.h"
+#include "train/optim.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -110,6 +111,7 @@ static const pc_key keys[] = {
     K_STR(bnb_4bit_quant_type, "fp4", false),
     K_BOOL(bnb_4bit_use_double_quant, "false"),
     K_STR(bnb_4bit_compute_dtype, "float32", true),
+    K_LIST(llm_int8_skip_modules, n_llm_int8_skip_modules),
     K_BOOL(bf16, "false"),
 
     { "evaluation_strategy", KEY_ALIAS, 0, 0, NULL, false, "eval_strategy" },
@@ -774,7 +776,6 @@ static pc_status validate_names(const pc_config *c, pc_error *err)
     static const char *const biases[] = {"none", "all", "lora_only", NULL};
     static const char *const inits[] = {"true", "false", "gaussian", NULL};
     static const char *const schedulers[] = {"linear", "constant", "cosine", "constant_with_warmup", NULL};
-    static const char *const optims[] = {"adamw_torch", "adamw_torch_fused", "adamw_hf", NULL};
     static const char *const strategies[] = {"no", "steps", "epoch", NULL};
     static const char *const quant_types[] = {"fp4", "nf4", NULL};
     static const char *const dtypes[] = {"float32", "bfloat16", "float16", NULL};
@@ -782,7 +783,7 @@ static pc_status validate_names(const pc_config *c, pc_error *err)
     PC_TRY(check_choice("bias", c->bias, biases, "is not valid", err));
     PC_TRY(check_choice("init_lora_weights", c->init_lora_weights, inits, "is not supported", err));
     PC_TRY(check_choice("lr_scheduler_type", c->lr_scheduler_type, schedulers, "is not available", err));
-    PC_TRY(check_choice("optim", c->optim, optims, "not available", err));
+    PC_TRY(check_choice("optim", c->optim, pc_optim_names, "is not available", err));
     PC_TRY(check_choice("eval_strategy", c->eval_strategy, strategies, "is not valid", err));
     PC_TRY(check_choice("save_strategy", c->save_strategy, strategies, "is not valid", err));
     PC_TRY(check_choice("bnb_4bit_quant_type", c->bnb_4bit_quant_type, quant_types, "is not valid", err));

@@ -83,6 +83,8 @@ typedef struct pc_config {
     char *bnb_4bit_quant_type;     /* "fp4" (BitsAndBytesConfig's default; QLoRA uses "nf4") */
     bool bnb_4bit_use_double_quant;
     char *bnb_4bit_compute_dtype;  /* "float32" | "bfloat16" | "float16" */
+    char **llm_int8_skip_modules;  /* Linears kept in full precision besides the output head */
+    int n_llm_int8_skip_modules;
     bool bf16;
 
     /* Python keys accepted without effect (report_to, run_name, ...): an object

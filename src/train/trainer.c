@@ -9,6 +9,7 @@
 
 #include "base/fs.h"
 #include "formats/json.h"
+#include "models/quantized.h"
 #include "train/optim.h"
 
 typedef struct run {
@@ -20,7 +21,7 @@ typedef struct run {
     pc_encoded train, eval;
     pc_batch_buf bb;
     int *order;
-    pc_adamw opt;
+    pc_optimizer *opt;
     pc_rng data_rng;
     cJSON *log_history;
     int n_batches;             /* micro-batches per epoch */
@@ -48,11 +49,7 @@ static void message(const run *r, const char *text)
  * rather than silently train something else. */
 static pc_status reject_unavailable(const pc_config *c, pc_error *err)
 {
-    if (c->load_in_4bit) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "load_in_4bit: 4-bit base weights (QLoRA) are not available in this version");
-    if (c->use_dora) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "use_dora: DoRA is not available in this version");
     if (c->bf16) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "bf16: bfloat16 training is not available in this version");
-    if (strcmp(c->optim, "adamw_torch") != 0 && strcmp(c->optim, "adamw_torch_fused") != 0 && strcmp(c->optim, "adamw_hf") != 0)
-        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "optim '%s' is not available in this version (adamw_torch)", c->optim);
     return PEFTC_OK;
 }
 
@@ -76,6 +73,7 @@ static pc_status lora_config_from(const pc_config *c, pc_lora_config *lc, pc_err
     lc->lora_alpha = c->lora_alpha;
     lc->lora_dropout = c->lora_dropout;
     lc->use_rslora = c->use_rslora;
+    lc->use_dora = c->use_dora;
     lc->fan_in_fan_out = c->fan_in_fan_out;
     lc->bias = strcmp(c->bias, "all") == 0 ? PC_BIAS_ALL : strcmp(c->bias, "lora_only") == 0 ? PC_BIAS_LORA_ONLY : PC_BIAS_NONE;
     lc->init_lora_weights = strcmp(c->init_lora_weights, "gaussian") == 0 ? PC_LORA_INIT_GAUSSIAN
@@ -92,12 +90,41 @@ static pc_status lora_config_from(const pc_config *c, pc_lora_config *lc, pc_err
     return pc_lora_config_add_task_modules(lc, err);
 }
 
+static bool has_4bit(const pc_model *m)
+{
+    for (int i = 0; i < m->n_linears; i++) if (m->linears[i]->q4) return true;
+    return false;
+}
+
+/* BitsAndBytesConfig: load_in_4bit quantizes the Linears transformers would (not the output head, not
+ * modules_to_save nor llm_int8_skip_modules); a pre-quantized checkpoint is 4-bit already. Either way the
+ * products run in bnb_4bit_compute_dtype. */
+static pc_status apply_4bit(const pc_config *c, pc_model *m, pc_error *err)
+{
+    pc_q4_compute compute = strcmp(c->bnb_4bit_compute_dtype, "float32") == 0 ? PC_Q4_COMPUTE_F32 : PC_Q4_COMPUTE_BF16;
+    if (c->load_in_4bit && !has_4bit(m)) {
+        char *skip[64];
+        int n = 0;
+        for (int i = 0; i < c->n_llm_int8_skip_modules && n < 60; i++) skip[n++] = c->llm_int8_skip_modules[i];
+        for (int i = 0; i < c->n_modules_to_save && n < 62; i++) skip[n++] = c->modules_to_save[i];
+        if (m->task == PC_TASK_SEQ_CLS) { skip[n++] = "classifier"; skip[n++] = "score"; }
+        pc_quant_options o = { strcmp(c->bnb_4bit_quant_type, "nf4") == 0 ? PC_Q4_NF4 : PC_Q4_FP4,
+                               c->bnb_4bit_use_double_quant, compute, skip, n };
+        PC_TRY(pc_model_quantize_4bit(m, &o, err));
+    }
+    for (int i = 0; i < m->n_linears; i++) m->linears[i]->q4_compute = compute;
+    return PEFTC_OK;
+}
+
 static pc_status load_model(const pc_config *c, pc_model **model, pc_error *err)
 {
     pc_model_options opts = { .num_labels = c->num_labels, .id2label = c->id2label, .seed = (uint64_t)c->seed };
     if (!c->id2label && !c->num_labels_given) opts.num_labels = 0;  /* take config.json's labels */
     if (!c->model_name_or_path) return pc_fail(err, PEFTC_ERR_INVALID, "model_name_or_path is required");
-    return pc_model_load(c->model_name_or_path, &opts, model, err);
+    PC_TRY(pc_model_load(c->model_name_or_path, &opts, model, err));
+    pc_status s = apply_4bit(c, *model, err);
+    if (s) { pc_model_free(*model); *model = NULL; }
+    return s;
 }
 
 pc_status pc_load_for_inference(const pc_config *cfg, pc_model **model, pc_peft_model **peft, pc_tokenizer **tok,
@@ -187,7 +214,8 @@ static pc_status prepare(run *r, pc_error *err)
     PC_TRY(load_model(c, &r->model, err));
     PC_TRY(check_task(c, r->model, err));
     r->model->neftune_noise_alpha = (float)c->neftune_noise_alpha;
-    r->model->gradient_checkpointing = c->gradient_checkpointing;
+    /* prepare_model_for_kbit_training turns gradient checkpointing on for 4-bit training */
+    r->model->gradient_checkpointing = c->gradient_checkpointing || has_4bit(r->model);
     PC_TRY(pc_tokenizer_load(c->model_name_or_path, &r->tok, err));
     PC_TRY(build_peft(r, err));
     char line[200];
@@ -202,18 +230,19 @@ static pc_status prepare(run *r, pc_error *err)
     PC_TRY(pc_batch_buf_init(&r->bb, B, T, err));
     r->order = malloc(sizeof *r->order * (size_t)r->train.n);
     if (!r->order) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
-    PC_TRY(pc_adamw_init(&r->opt, &r->peft->trainable, c->adam_beta1, c->adam_beta2, c->adam_epsilon,
-                         c->weight_decay, err));
     pc_rng_init(&r->data_rng, (uint64_t)c->seed, "data_order");
     r->log_history = cJSON_CreateArray();
     if (!r->log_history) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     plan_steps(r);
-    return pc_mkdirs(c->output_dir, err);
+    PC_TRY(pc_mkdirs(c->output_dir, err));
+    /* paged optimizer state lives in a file under output_dir, so the OS can evict it even without swap */
+    pc_optim_args oa = { c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay, c->output_dir };
+    return pc_optimizer_create(c->optim, &r->peft->trainable, &oa, &r->opt, err);
 }
 
 static void release(run *r)
 {
-    pc_adamw_free(&r->opt);
+    pc_optimizer_free(r->opt);
     free(r->order);
     pc_batch_buf_free(&r->bb);
     pc_encoded_free(&r->train);
@@ -335,6 +364,9 @@ static pc_status save_checkpoint(const run *r, pc_error *err)
     PC_TRY(pc_remove_tree(tmp, err));
     PC_TRY(pc_mkdirs(tmp, err));
     pc_status s = write_outputs(r, tmp, err);
+    char opt_path[4400];
+    snprintf(opt_path, sizeof opt_path, "%s/optimizer.safetensors", tmp);
+    if (!s) s = pc_optimizer_save(r->opt, &r->peft->trainable, opt_path, err);
     if (!s) s = pc_remove_tree(final, err);
     if (!s && rename(tmp, final) != 0) s = pc_fail(err, PEFTC_ERR_IO, "cannot rename %s to %s", tmp, final);
     if (s) pc_remove_tree(tmp, NULL);
@@ -414,7 +446,7 @@ static pc_status train_step(run *r, double *loss, double *grad_norm, double *lr,
     if (!isfinite(*grad_norm))
         return pc_fail(err, PEFTC_ERR_NUMERIC, "step %ld: the gradient norm is %f", r->step + 1, *grad_norm);
     *lr = c->learning_rate * pc_schedule_factor(pc_schedule_parse(c->lr_scheduler_type), r->step, r->warmup, r->max_steps);
-    pc_adamw_step(&r->opt, &r->peft->trainable, *lr);
+    pc_optimizer_step(r->opt, &r->peft->trainable, *lr);
     r->step++;
     return PEFTC_OK;
 }

@@ -1,0 +1,394 @@
+#include "kernels/gemm4.h"
+
+#include <limits.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gemm.h"
+
+#if defined(__x86_64__)
+#define PC_Q4_X86 1
+#include <immintrin.h>
+#else
+#define PC_Q4_X86 0
+#endif
+
+#define BF16_TARGET "avx512bf16,avx512f,avx512bw,avx512vl"
+
+enum {
+    TILE = 64,  /* most rows (forward) or columns (dx) of W one thread dequantizes at a time */
+    PANEL = 16, /* activation rows per packed panel = fp32 lanes of a zmm register */
+    NR = 8,     /* W rows (forward) or columns (dx) per micro-kernel call */
+    MR = 3,     /* activation panels per micro-kernel call: MR x NR zmm accumulators */
+    KC = 128,   /* bf16 pairs of the reduction per pass, so a panel slice stays in L1/L2 */
+    ALIGN = 64,
+};
+
+typedef enum { FORWARD, INPUT_GRAD } direction;
+
+/* ---- bf16 rounding, as VCVTNEPS2BF16: NaN stays (quiet) NaN, subnormals become signed zero, else
+ * round to nearest even ---- */
+
+static uint16_t bf16_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_round(float f)
+{
+    uint32_t u = (uint32_t)bf16_bits(f) << 16;
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+
+static void round_bf16_inplace(float *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) v[i] = bf16_round(v[i]);
+}
+
+bool pc_q4_bf16_native(void)
+{
+#if PC_Q4_X86
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+/* ---- scratch layout: [shared part][one part per thread], every part 64-byte aligned ---- */
+
+typedef struct {
+    pc_q4_compute compute; /* BF16 only when native */
+    int64_t M, N, K;       /* N = W rows (out), K = W cols (in) */
+    size_t shared_bytes, thread_bytes;
+} layout;
+
+static size_t round_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t panels_of(int64_t M) { return (M + PANEL - 1) / PANEL; }
+static int64_t pairs_of(int64_t L) { return (L + 1) / 2; }
+
+static layout make_layout(const pc_q4_weight *w, int64_t M, pc_q4_compute compute)
+{
+    layout l = {.compute = compute, .M = M, .N = w->rows, .K = w->cols};
+    if (compute == PC_Q4_COMPUTE_BF16 && !pc_q4_bf16_native()) l.compute = PC_Q4_COMPUTE_BF16_EMULATED;
+    size_t f = sizeof(float), u = sizeof(uint32_t);
+    int64_t L = max64(l.N, l.K);
+    size_t tile_f32 = round_up(f * (size_t)max64(TILE * l.K, l.N * TILE));
+    if (l.compute == PC_Q4_COMPUTE_F32) {
+        l.thread_bytes = tile_f32;
+    } else if (l.compute == PC_Q4_COMPUTE_BF16_EMULATED) {
+        l.shared_bytes = round_up(f * (size_t)(M * L));
+        l.thread_bytes = tile_f32;
+    } else {
+        size_t acc = round_up(f * (size_t)(panels_of(M) * PANEL * TILE));
+        size_t fwd = round_up(u * (size_t)(TILE * pairs_of(l.K))) + round_up(f * (size_t)l.K);
+        size_t bwd = round_up(u * (size_t)(pairs_of(l.N) * TILE)) + round_up(f * 2 * TILE);
+        l.shared_bytes = round_up(u * (size_t)(panels_of(M) * PANEL * pairs_of(L)));
+        l.thread_bytes = acc + (fwd > bwd ? fwd : bwd);
+    }
+    return l;
+}
+
+size_t pc_q4_scratch_bytes(const pc_q4_weight *w, int64_t M, pc_q4_compute compute, int threads)
+{
+    layout l = make_layout(w, M, compute);
+    return ALIGN + l.shared_bytes + (size_t)(threads > 0 ? threads : 1) * l.thread_bytes;
+}
+
+/* Rows or columns per tile: at most TILE, few enough that every thread gets a tile. */
+static int64_t tile_extent(int64_t n, int threads)
+{
+    int64_t e = (n + threads - 1) / threads;
+    e = (e + NR - 1) / NR * NR;
+    return e < NR ? NR : e > TILE ? TILE : e;
+}
+
+/* ---- fp32 tiles and OpenBLAS (F32; BF16_EMULATED rounds activations and tiles first) ---- */
+
+static void dequantize_tile(const pc_q4_weight *w, direction dir, int64_t t0, int64_t tn, float *tile, bool round)
+{
+    if (dir == FORWARD) {
+        pc_q4_dequantize_range(w, t0 * w->cols, tn * w->cols, tile);
+    } else {
+        for (int64_t n = 0; n < w->rows; n++) pc_q4_dequantize_range(w, n * w->cols + t0, tn, tile + n * tn);
+    }
+    if (round) round_bf16_inplace(tile, dir == FORWARD ? tn * w->cols : w->rows * tn);
+}
+
+static void matmul_f32(const pc_q4_weight *w, const layout *l, direction dir, const float *in, float *out,
+                       bool accumulate, char *shared, char *per_thread, int threads)
+{
+    bool round = l->compute == PC_Q4_COMPUTE_BF16_EMULATED;
+    int64_t M = l->M, N = l->N, K = l->K, L = dir == FORWARD ? K : N;
+    const float *a = in;
+    if (round) {
+        float *r = (float *)shared;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t m = 0; m < M; m++) {
+            for (int64_t i = 0; i < L; i++) r[m * L + i] = bf16_round(in[m * L + i]);
+        }
+        a = r;
+    }
+    int64_t extent = tile_extent(dir == FORWARD ? N : K, threads);
+    int64_t tiles = ((dir == FORWARD ? N : K) + extent - 1) / extent;
+    float beta = accumulate ? 1.0f : 0.0f;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t t = 0; t < tiles; t++) {
+        float *tile = (float *)(per_thread + (size_t)omp_get_thread_num() * l->thread_bytes);
+        int64_t t0 = t * extent, tn = min64(extent, (dir == FORWARD ? N : K) - t0);
+        dequantize_tile(w, dir, t0, tn, tile, round);
+        if (dir == FORWARD)
+            pc_sgemm(false, true, (int)M, (int)tn, (int)K, 1.0f, a, (int)K, tile, (int)K, beta, out + t0, (int)N);
+        else
+            pc_sgemm(false, false, (int)M, (int)tn, (int)N, 1.0f, a, (int)N, tile, (int)tn, beta, out + t0, (int)K);
+    }
+}
+
+#if PC_Q4_X86
+/* ---- AVX-512 BF16: activations packed as panels of 16 rows, [panel][pair][16] uint32 (a bf16 pair
+ * along the reduction per row); W as bf16 pairs along the reduction too: forward the natural
+ * row-major rows of a tile, for dx rows 2p and 2p+1 interleaved. The micro-kernel keeps up to MR = 3
+ * panels x NR = 8 outputs (48 x 8 sums) in 24 zmm accumulators; per reduction pair it loads one
+ * activation vector per panel and broadcasts one W pair per output (VDPBF16PS: two bf16 products
+ * added to each fp32 lane). ---- */
+
+__attribute__((target(BF16_TARGET))) static void pairs_from_floats(const float *src, int64_t L, uint32_t *dst)
+{
+    int64_t s = 0;
+    for (; 2 * s + 32 <= L; s += 16) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 2 * s + 16), _mm512_loadu_ps(src + 2 * s));
+        _mm512_storeu_si512(dst + s, (__m512i)v);
+    }
+    for (; s < pairs_of(L); s++) {
+        uint32_t lo = bf16_bits(src[2 * s]), hi = 2 * s + 1 < L ? bf16_bits(src[2 * s + 1]) : 0;
+        dst[s] = lo | hi << 16;
+    }
+}
+
+/* dst[i] = (bf16(lo[i]), bf16(hi[i])) for i < n. */
+__attribute__((target(BF16_TARGET))) static void interleave_pairs(const float *lo, const float *hi, int64_t n,
+                                                                  uint32_t *dst)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(lo + i)));
+        __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(hi + i)));
+        _mm512_storeu_si512(dst + i, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+    }
+    for (; i < n; i++) dst[i] = (uint32_t)bf16_bits(lo[i]) | (uint32_t)bf16_bits(hi[i]) << 16;
+}
+
+__attribute__((target(BF16_TARGET))) static void pack_activations(const float *src, int64_t M, int64_t L,
+                                                                  uint32_t *A, int threads)
+{
+    int64_t steps = pairs_of(L), panels = panels_of(M);
+#pragma omp parallel num_threads(threads)
+    {
+        uint32_t buf[TILE];
+#pragma omp for schedule(static)
+        for (int64_t pr = 0; pr < panels * PANEL; pr++) {
+            int64_t p = pr / PANEL, r = pr % PANEL, m = pr;
+            uint32_t *dst = A + p * steps * PANEL + r;
+            for (int64_t s0 = 0; s0 < steps; s0 += TILE) {
+                int64_t ns = min64(TILE, steps - s0);
+                if (m < M)
+                    pairs_from_floats(src + m * L + 2 * s0, min64(2 * ns, L - 2 * s0), buf);
+                else
+                    memset(buf, 0, sizeof buf);
+                for (int64_t s = 0; s < ns; s++) dst[(s0 + s) * PANEL] = buf[s];
+            }
+        }
+    }
+}
+
+__attribute__((target(BF16_TARGET), always_inline)) static inline void dot_panels(
+    int mr, const uint32_t *a, int64_t a_stride, const uint32_t *const b[NR], int64_t sp, int64_t steps, float *c,
+    int64_t c_stride, bool zero)
+{
+    __m512 acc[MR][NR];
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) acc[i][j] = zero ? _mm512_setzero_ps() : _mm512_loadu_ps(c + i * c_stride + PANEL * j);
+    }
+    for (int64_t s = 0; s < steps; s++) {
+        __m512bh x[MR];
+#pragma GCC unroll 3
+        for (int i = 0; i < mr; i++) x[i] = (__m512bh)_mm512_loadu_si512(a + i * a_stride + s * PANEL);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) {
+            __m512bh wj = (__m512bh)_mm512_set1_epi32((int)b[j][s * sp]);
+#pragma GCC unroll 3
+            for (int i = 0; i < mr; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x[i], wj);
+        }
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) _mm512_storeu_ps(c + i * c_stride + PANEL * j, acc[i][j]);
+    }
+}
+
+/* mr = 1, 2, 3 panels, each with the accumulator count fixed at compile time. */
+#define DOT_PANELS(MR_)                                                                                          \
+    __attribute__((target(BF16_TARGET))) static void dot_panels_##MR_(                                           \
+        const uint32_t *a, int64_t a_stride, const uint32_t *const b[NR], int64_t sp, int64_t steps, float *c,  \
+        int64_t c_stride, bool zero)                                                                             \
+    {                                                                                                            \
+        dot_panels(MR_, a, a_stride, b, sp, steps, c, c_stride, zero);                                           \
+    }
+DOT_PANELS(1)
+DOT_PANELS(2)
+DOT_PANELS(3)
+
+/* The packed W tile seen by the micro-kernel: output column j's pair at reduction step s is
+ * base[j * col_stride + s * step_stride], for j < cols. */
+typedef struct {
+    const uint32_t *base;
+    int64_t col_stride, step_stride, cols;
+} packed_tile;
+
+/* out[m * ldo + j] (=, or += when accumulate) sum over the reduction of A row m · tile column j. */
+__attribute__((target(BF16_TARGET))) static void tile_product(const uint32_t *A, int64_t M, int64_t steps,
+                                                              packed_tile t, float *acc, float *out, int64_t ldo,
+                                                              bool accumulate)
+{
+    int64_t panels = panels_of(M), groups = (t.cols + NR - 1) / NR;
+    for (int64_t k0 = 0; k0 < steps; k0 += KC) {
+        int64_t ks = min64(KC, steps - k0);
+        for (int64_t p = 0; p < panels; p += MR) {
+            const uint32_t *a = A + (p * steps + k0) * PANEL;
+            for (int64_t g = 0; g < groups; g++) {
+                const uint32_t *b[NR];
+                for (int j = 0; j < NR; j++) b[j] = t.base + min64(g * NR + j, t.cols - 1) * t.col_stride + k0 * t.step_stride;
+                float *c = acc + (p * groups + g) * NR * PANEL;
+                int64_t a_stride = steps * PANEL, c_stride = groups * NR * PANEL;
+                switch (min64(MR, panels - p)) {
+                case 3: dot_panels_3(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0); break;
+                case 2: dot_panels_2(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0); break;
+                default: dot_panels_1(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0);
+                }
+            }
+        }
+    }
+    for (int64_t p = 0; p < panels; p++) {
+        for (int64_t g = 0; g < groups; g++) {
+            const float *c = acc + (p * groups + g) * NR * PANEL;
+            for (int64_t j = 0; j < min64(NR, t.cols - g * NR); j++) {
+                for (int64_t r = 0; r < min64(PANEL, M - p * PANEL); r++) {
+                    float *o = out + (p * PANEL + r) * ldo + g * NR + j;
+                    *o = (accumulate ? *o : 0.0f) + c[j * PANEL + r];
+                }
+            }
+        }
+    }
+}
+
+/* Packs the W tile (forward: rows t0..t0+tn as bf16 rows; dx: columns t0..t0+tn as row pairs). */
+__attribute__((target(BF16_TARGET))) static packed_tile pack_w_tile(const pc_q4_weight *w, direction dir,
+                                                                    int64_t t0, int64_t tn, uint32_t *Wp, float *row)
+{
+    int64_t K = w->cols, N = w->rows;
+    if (dir == FORWARD) {
+        int64_t steps = pairs_of(K);
+        for (int64_t r = 0; r < tn; r++) {
+            pc_q4_dequantize_range(w, (t0 + r) * K, K, row);
+            pairs_from_floats(row, K, Wp + r * steps);
+        }
+        return (packed_tile){Wp, steps, 1, tn};
+    }
+    float *lo = row, *hi = row + TILE;
+    for (int64_t p = 0; p < pairs_of(N); p++) {
+        pc_q4_dequantize_range(w, 2 * p * K + t0, tn, lo);
+        if (2 * p + 1 < N)
+            pc_q4_dequantize_range(w, (2 * p + 1) * K + t0, tn, hi);
+        else
+            memset(hi, 0, sizeof(float) * (size_t)tn);
+        interleave_pairs(lo, hi, tn, Wp + p * tn);
+    }
+    return (packed_tile){Wp, 1, tn, tn};
+}
+
+__attribute__((target(BF16_TARGET))) static void matmul_bf16(const pc_q4_weight *w, const layout *l, direction dir,
+                                                             const float *in, float *out, bool accumulate,
+                                                             char *shared, char *per_thread, int threads)
+{
+    int64_t M = l->M, N = l->N, K = l->K, L = dir == FORWARD ? K : N, outer = dir == FORWARD ? N : K;
+    uint32_t *A = (uint32_t *)shared;
+    pack_activations(in, M, L, A, threads);
+    size_t acc_bytes = round_up(sizeof(float) * (size_t)(panels_of(M) * PANEL * TILE));
+    size_t wp_bytes = dir == FORWARD ? round_up(sizeof(uint32_t) * (size_t)(TILE * pairs_of(K)))
+                                     : round_up(sizeof(uint32_t) * (size_t)(pairs_of(N) * TILE));
+    int64_t extent = tile_extent(outer, threads), tiles = (outer + extent - 1) / extent;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t t = 0; t < tiles; t++) {
+        char *mine = per_thread + (size_t)omp_get_thread_num() * l->thread_bytes;
+        float *acc = (float *)mine;
+        uint32_t *Wp = (uint32_t *)(mine + acc_bytes);
+        float *row = (float *)(mine + acc_bytes + wp_bytes);
+        int64_t t0 = t * extent, tn = min64(extent, outer - t0);
+        packed_tile pt = pack_w_tile(w, dir, t0, tn, Wp, row);
+        tile_product(A, M, pairs_of(L), pt, acc, out + t0, dir == FORWARD ? N : K, accumulate);
+    }
+}
+#endif
+
+/* ---- entry points ---- */
+
+static pc_status matmul(const pc_q4_weight *w, pc_q4_compute compute, direction dir, const float *in, int64_t M,
+                        float *out, bool accumulate, void *scratch, size_t scratch_bytes, pc_error *err)
+{
+    const char *what = dir == FORWARD ? "4-bit matmul x·Wᵀ" : "4-bit matmul dy·W";
+    if (compute != PC_Q4_COMPUTE_F32 && compute != PC_Q4_COMPUTE_BF16 && compute != PC_Q4_COMPUTE_BF16_EMULATED)
+        return pc_fail(err, PEFTC_ERR_INVALID, "%s: unknown compute type %d", what, (int)compute);
+    if (M < 0 || M > INT_MAX || w->rows > INT_MAX || w->cols > INT_MAX)
+        return pc_fail(err, PEFTC_ERR_INVALID, "%s: sizes M=%lld, W [%lld, %lld] out of range", what, (long long)M,
+                       (long long)w->rows, (long long)w->cols);
+    if (M == 0) return PEFTC_OK;
+    layout l = make_layout(w, M, compute);
+    int threads = omp_get_max_threads();
+    void *own = NULL;
+    if (!scratch) {
+        scratch_bytes = pc_q4_scratch_bytes(w, M, compute, threads);
+        scratch = own = malloc(scratch_bytes);
+        if (!own) return pc_fail(err, PEFTC_ERR_NOMEM, "%s: out of memory for %zu bytes of scratch", what, scratch_bytes);
+    }
+    size_t need = pc_q4_scratch_bytes(w, M, compute, 1);
+    if (scratch_bytes < need)
+        return pc_fail(err, PEFTC_ERR_INVALID, "%s: scratch of %zu bytes is too small (at least %zu)", what,
+                       scratch_bytes, need);
+    size_t fit = 1 + (scratch_bytes - need) / l.thread_bytes;
+    if ((size_t)threads > fit) threads = (int)fit;
+    char *base = (char *)scratch + (ALIGN - (uintptr_t)scratch % ALIGN) % ALIGN;
+    char *per_thread = base + l.shared_bytes;
+#if PC_Q4_X86
+    if (l.compute == PC_Q4_COMPUTE_BF16)
+        matmul_bf16(w, &l, dir, in, out, accumulate, base, per_thread, threads);
+    else
+#endif
+        matmul_f32(w, &l, dir, in, out, accumulate, base, per_thread, threads);
+    free(own);
+    return PEFTC_OK;
+}
+
+pc_status pc_q4_matmul_xwT(const pc_q4_weight *w, pc_q4_compute compute, const float *x, int64_t M, float *y,
+                           bool accumulate, void *scratch, size_t scratch_bytes, pc_error *err)
+{
+    return matmul(w, compute, FORWARD, x, M, y, accumulate, scratch, scratch_bytes, err);
+}
+
+pc_status pc_q4_matmul_dyW(const pc_q4_weight *w, pc_q4_compute compute, const float *dy, int64_t M, float *dx,
+                           bool accumulate, void *scratch, size_t scratch_bytes, pc_error *err)
+{
+    return matmul(w, compute, INPUT_GRAD, dy, M, dx, accumulate, scratch, scratch_bytes, err);
+}
