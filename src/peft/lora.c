@@ -6,6 +6,8 @@
 
 #include "kernels/gemm.h"
 
+enum { CHUNK = 64 };   /* elements of a Delta W row (or column) formed at a time, on the stack */
+
 float pc_lora_scaling(double alpha, int r, bool use_rslora)
 {
     return (float)(use_rslora ? alpha / sqrt((double)r) : alpha / (double)r);
@@ -44,11 +46,12 @@ pc_status pc_lora_create(pc_lora *l, int in, int out, int r, float scaling, floa
 pc_status pc_lora_reserve(pc_lora *l, int rows, pc_error *err)
 {
     if (rows <= l->cap_rows) return PEFTC_OK;
-    free(l->h); free(l->mask); free(l->xd);
+    free(l->h); free(l->mask); free(l->xd); free(l->z);
     l->h = alloc_floats((long)rows * l->r);
     l->mask = l->dropout > 0 ? alloc_floats((long)rows * l->in) : NULL;
     l->xd = l->dropout > 0 ? alloc_floats((long)rows * l->in) : NULL;
-    if (!l->h || (l->dropout > 0 && (!l->mask || !l->xd))) {
+    l->z = l->m ? alloc_floats((long)rows * l->out) : NULL;
+    if (!l->h || (l->dropout > 0 && (!l->mask || !l->xd)) || (l->m && !l->z)) {
         l->cap_rows = 0;
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for LoRA activations (%d rows)", rows);
     }
@@ -60,6 +63,7 @@ void pc_lora_free(pc_lora *l)
 {
     free(l->A); free(l->dA); free(l->B); free(l->dB);
     free(l->h); free(l->mask); free(l->xd);
+    free(l->m); free(l->dm); free(l->wnorm2); free(l->norm); free(l->c); free(l->Bt); free(l->z);
     memset(l, 0, sizeof *l);
 }
 
@@ -77,12 +81,18 @@ static const float *branch_input(pc_lora *l, const float *x, int rows, bool trai
     return l->xd;
 }
 
-void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool training, pc_rng *rng)
+const float *pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng)
 {
     const float *xd = branch_input(l, x, rows, training, rng);
     l->last_dropout = training && l->dropout > 0;
-    /* h = x_d A^T  [rows, r];  y += s * h B^T */
     pc_sgemm(false, true, rows, l->r, l->in, 1.0f, xd, l->in, l->A, l->in, 0.0f, l->h, l->r);
+    return xd;
+}
+
+void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool training, pc_rng *rng)
+{
+    pc_lora_down(l, x, rows, training, rng);
+    /* y += s * h B^T */
     pc_sgemm(false, true, rows, l->out, l->r, l->scaling, l->h, l->r, l->B, l->r, 1.0f, y, l->out);
 }
 
@@ -106,4 +116,182 @@ void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, in
     pc_sgemm(false, false, rows, l->in, l->r, 1.0f, l->h, l->r, l->A, l->in, 0.0f, l->xd, l->in);
     long n = (long)rows * l->in;
     for (long i = 0; i < n; i++) dx[i] += l->xd[i] * l->mask[i];
+}
+
+/* ---------- Delta W = B A, formed a chunk at a time ---------- */
+
+/* d[j] = (B A)[o, i0 + j] for j < n, with Brow = B[o, :] (NULL: B = 0). */
+static void delta_of_row(float *d, const float *A, const float *Brow, int r, int in, int i0, int n)
+{
+    for (int j = 0; j < n; j++) d[j] = 0.0f;
+    for (int k = 0; Brow && k < r; k++) {
+        const float bk = Brow[k], *a = A + (long)k * in + i0;
+        for (int j = 0; j < n; j++) d[j] += bk * a[j];
+    }
+}
+
+/* d[j] = (B A)[o0 + j, i] for j < n, with Bt = B^T [r, out] (NULL: B = 0); the same sums in the same order
+ * as delta_of_row. */
+static void delta_of_col(float *d, const float *A, const float *Bt, int r, int in, int out, int i, int o0, int n)
+{
+    for (int j = 0; j < n; j++) d[j] = 0.0f;
+    for (int k = 0; Bt && k < r; k++) {
+        const float ak = A[(long)k * in + i], *b = Bt + (long)k * out + o0;
+        for (int j = 0; j < n; j++) d[j] += b[j] * ak;
+    }
+}
+
+static void transpose_B(float *Bt, const float *B, int out, int r)
+{
+    for (int o = 0; o < out; o++)
+        for (int k = 0; k < r; k++) Bt[(long)k * out + o] = B[(long)o * r + k];
+}
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+static bool all_zero(const float *v, long n)
+{
+    for (long i = 0; i < n; i++)
+        if (v[i] != 0.0f) return false;
+    return true;
+}
+
+/* sum_i (W[o, i] + s (B A)[o, i])^2 for W stored [out, in]; w = W[o, :], Brow = B[o, :] or NULL.
+ * One double accumulator per chunk position, so the additions do not wait on each other. */
+static double row_sumsq(const float *w, const float *A, const float *Brow, int r, int in, float s)
+{
+    float d[CHUNK];
+    double acc[CHUNK] = { 0 }, sum = 0.0;
+    for (int i0 = 0; i0 < in; i0 += CHUNK) {
+        int n = min_int(CHUNK, in - i0);
+        delta_of_row(d, A, Brow, r, in, i0, n);
+        for (int j = 0; j < n; j++) {
+            float t = w[i0 + j] + s * d[j];
+            acc[j] += (double)t * t;
+        }
+    }
+    for (int j = 0; j < CHUNK; j++) sum += acc[j];
+    return sum;
+}
+
+/* acc[j] = sum_i (W[i, o0 + j] + s (B A)[o0 + j, i])^2 for W stored [in, out], j < n; Bt = B^T or NULL. */
+static void cols_sumsq(double *acc, const float *W, const float *A, const float *Bt, int r, int in, int out,
+                       float s, int o0, int n)
+{
+    float d[CHUNK];
+    for (int j = 0; j < n; j++) acc[j] = 0.0;
+    for (int i = 0; i < in; i++) {
+        delta_of_col(d, A, Bt, r, in, out, i, o0, n);
+        const float *w = W + (long)i * out + o0;
+        for (int j = 0; j < n; j++) {
+            float t = w[j] + s * d[j];
+            acc[j] += (double)t * t;
+        }
+    }
+}
+
+/* sq[o] = ||W_o + s (B A)_o||^2 (B NULL: ||W_o||^2). wnorm2 (may be NULL) stands in for rows whose B is zero. */
+static void weight_sumsq(double *sq, const float *W, bool w_in_out, int in, int out, const float *A, const float *B,
+                         int r, float s, float *Bt, const double *wnorm2)
+{
+    if (!w_in_out) {
+        #pragma omp parallel for schedule(static)
+        for (int o = 0; o < out; o++) {
+            const float *Brow = B ? B + (long)o * r : NULL;
+            sq[o] = wnorm2 && all_zero(Brow, r) ? wnorm2[o] : row_sumsq(W + (long)o * in, A, Brow, r, in, s);
+        }
+        return;
+    }
+    if (B) transpose_B(Bt, B, out, r);
+    #pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < out; o0 += CHUNK) {
+        int cnt = min_int(CHUNK, out - o0);
+        if (wnorm2 && all_zero(B + (long)o0 * r, (long)cnt * r))
+            memcpy(sq + o0, wnorm2 + o0, sizeof(double) * (size_t)cnt);
+        else
+            cols_sumsq(sq + o0, W, A, B ? Bt : NULL, r, in, out, s, o0, cnt);
+    }
+}
+
+void pc_lora_weight_norm(float *n, const float *W, bool w_in_out, int in, int out, const float *A, const float *B,
+                         int r, float s, float *Bt, const double *wnorm2)
+{
+    if (!w_in_out) {
+        #pragma omp parallel for schedule(static)
+        for (int o = 0; o < out; o++) {
+            const float *Brow = B + (long)o * r;
+            double sq = wnorm2 && all_zero(Brow, r) ? wnorm2[o] : row_sumsq(W + (long)o * in, A, Brow, r, in, s);
+            n[o] = (float)sqrt(sq);
+        }
+        return;
+    }
+    transpose_B(Bt, B, out, r);
+    #pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < out; o0 += CHUNK) {
+        int cnt = min_int(CHUNK, out - o0);
+        double sq[CHUNK];
+        if (wnorm2 && all_zero(B + (long)o0 * r, (long)cnt * r)) memcpy(sq, wnorm2 + o0, sizeof(double) * (size_t)cnt);
+        else cols_sumsq(sq, W, A, Bt, r, in, out, s, o0, cnt);
+        for (int j = 0; j < cnt; j++) n[o0 + j] = (float)sqrt(sq[j]);
+    }
+}
+
+/* W <- f[o] (W + s (B A)) per output row o (f NULL: 1), W laid out as w_in_out says; Bt: [r, out] scratch. */
+static void add_delta(float *W, bool w_in_out, int in, int out, const float *A, const float *B, int r, float s,
+                      const float *f, float *Bt)
+{
+    if (!w_in_out) {
+        #pragma omp parallel for schedule(static)
+        for (int o = 0; o < out; o++) {
+            float d[CHUNK], fo = f ? f[o] : 1.0f;
+            float *w = W + (long)o * in;
+            for (int i0 = 0; i0 < in; i0 += CHUNK) {
+                int n = min_int(CHUNK, in - i0);
+                delta_of_row(d, A, B + (long)o * r, r, in, i0, n);
+                for (int j = 0; j < n; j++) w[i0 + j] = f ? fo * (w[i0 + j] + s * d[j]) : w[i0 + j] + s * d[j];
+            }
+        }
+        return;
+    }
+    transpose_B(Bt, B, out, r);
+    #pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < out; o0 += CHUNK) {
+        int n = min_int(CHUNK, out - o0);
+        float d[CHUNK];
+        for (int i = 0; i < in; i++) {
+            delta_of_col(d, A, Bt, r, in, out, i, o0, n);
+            float *w = W + (long)i * out + o0;
+            for (int j = 0; j < n; j++) w[j] = f ? f[o0 + j] * (w[j] + s * d[j]) : w[j] + s * d[j];
+        }
+    }
+}
+
+pc_status pc_lora_merge(float *W, bool w_in_out, int in, int out, const float *A, const float *B, int r, float s,
+                        const float *m, pc_error *err)
+{
+    float *Bt = w_in_out ? alloc_floats((long)r * out) : NULL;
+    float *f = m ? alloc_floats(out) : NULL;
+    if ((w_in_out && !Bt) || (m && !f)) {
+        free(Bt); free(f);
+        return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory merging an adapter into a [%d x %d] weight", out, in);
+    }
+    if (m) {
+        /* DoRA: f = m / ||W + s B A|| per output row, from the weights before the merge */
+        pc_lora_weight_norm(f, W, w_in_out, in, out, A, B, r, s, Bt, NULL);
+        for (int o = 0; o < out; o++) f[o] = m[o] / f[o];
+    }
+    add_delta(W, w_in_out, in, out, A, B, r, s, f, Bt);
+    free(Bt); free(f);
+    return PEFTC_OK;
+}
+
+pc_status pc_lora_unmerge(float *W, bool w_in_out, int in, int out, const float *A, const float *B, int r, float s,
+                          pc_error *err)
+{
+    float *Bt = w_in_out ? alloc_floats((long)r * out) : NULL;
+    if (w_in_out && !Bt)
+        return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory unmerging an adapter from a [%d x %d] weight", out, in);
+    add_delta(W, w_in_out, in, out, A, B, r, -s, NULL, Bt);
+    free(Bt);
+    return PEFTC_OK;
 }

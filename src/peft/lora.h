@@ -2,7 +2,8 @@
  *   y = base(x) + s * (dropout(x) A^T) B^T,   A: [r, in], B: [out, r],
  *   s = alpha / r, or alpha / sqrt(r) with rsLoRA (Kalajdzievski 2023).
  * This file knows nothing of models: it holds the adapter state and the math
- * on plain row-major buffers. nn/linear calls it. */
+ * on plain row-major buffers. nn/linear calls it. DoRA (peft/dora.h) is this
+ * state plus a magnitude vector. */
 #ifndef PC_PEFT_LORA_H
 #define PC_PEFT_LORA_H
 
@@ -25,6 +26,13 @@ typedef struct pc_lora {
     float *mask;        /* [rows, in]  dropout mask (0 or 1/(1-p)), only when dropout > 0 */
     float *xd;          /* [rows, in]  scratch: the dropped-out input */
     bool last_dropout;  /* whether the last forward applied dropout */
+    /* DoRA only (pc_dora_init; all NULL for plain LoRA). */
+    float *m, *dm;      /* [out] magnitude vector and its gradient */
+    double *wnorm2;     /* [out] squared row norms of the frozen base weight */
+    float *norm;        /* [out] ||W + s B A|| per output row, from the last forward */
+    float *c;           /* [out] m / norm, from the last forward */
+    float *Bt;          /* [r, out] scratch for a base weight stored [in, out]; else NULL */
+    float *z;           /* [rows, out] the rescaled part x_d W^T + s x_d A^T B^T of the last forward */
 } pc_lora;
 
 /* Scaling factor s of a LoRA adapter. */
@@ -39,10 +47,33 @@ pc_status pc_lora_create(pc_lora *l, int in, int out, int r, float scaling, floa
 pc_status pc_lora_reserve(pc_lora *l, int rows, pc_error *err);
 void pc_lora_free(pc_lora *l);
 
+/* The down projection h = x_d A^T of a forward, saved for backward; x_d = x, or dropout(x) when
+ * training with p > 0 (fresh mask from rng). Returns x_d. */
+const float *pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng);
 /* y[rows, out] += s * (x_d A^T) B^T. training: dropout on (p > 0 draws a fresh mask from rng). */
 void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool training, pc_rng *rng);
 /* Given dy, accumulates dA, dB and adds the LoRA branch's input gradient to dx (dx may be NULL).
  * Uses the state saved by the last forward on the same x. */
 void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, int rows);
+
+/* n[o] = ||W_o + s (B A)_o||_2 for every output row o (W laid out as for pc_lora_merge), the sum of squares
+ * in double. Bt: [r, out] scratch when w_in_out, unused otherwise. wnorm2 (may be NULL): the squared row
+ * norms of W from pc_lora_row_norms2; rows whose B row is zero take its root without reading W (the
+ * same value, bit for bit). */
+void pc_lora_weight_norm(float *n, const float *W, bool w_in_out, int in, int out, const float *A, const float *B,
+                         int r, float s, float *Bt, const double *wnorm2);
+/* wnorm2[o] = ||W_o||^2, summed as pc_lora_weight_norm sums. */
+void pc_lora_row_norms2(double *wnorm2, const float *W, bool w_in_out, int in, int out);
+
+/* merge_and_unload for one Linear, in place on its f32 base weight W ([out, in] as nn.Linear, or
+ * [in, out] when w_in_out, PEFT's fan_in_fan_out), as PEFT merges:
+ *   LoRA (m NULL): W + s (B A)  (transposed for w_in_out);
+ *   DoRA (m [out]): (m / ||W + s B A||) (W + s B A), the norm and the factor per output row.
+ * Fails only when out of memory (w_in_out needs an [r, out] scratch). */
+pc_status pc_lora_merge(float *W, bool w_in_out, int in, int out, const float *A, const float *B, int r, float s,
+                        const float *m, pc_error *err);
+/* Undoes a LoRA merge: W - s (B A) (transposed for w_in_out). */
+pc_status pc_lora_unmerge(float *W, bool w_in_out, int in, int out, const float *A, const float *B, int r, float s,
+                          pc_error *err);
 
 #endif
