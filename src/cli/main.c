@@ -18,6 +18,7 @@ static void usage(FILE *out)
         "                 [--temperature T --top_k K --top_p P --seed S]   greedy unless sampling is asked for\n"
         "  peftc tokenize --model_name_or_path DIR [--json] [--max_length N] TEXT...   (--decode ID... for text)\n"
         "  peftc merge --model_name_or_path DIR --adapter_name_or_path OUT --output_dir MERGED   merge_and_unload\n"
+        "  peftc quantize --model_name_or_path DIR --output_dir DIR4 [--bnb_4bit_quant_type nf4] [--bnb_4bit_use_double_quant true]\n"
         "  peftc inspect FILE.safetensors\n"
         "  peftc demo [--output_dir DIR]              the whole recipe on a built-in model and dataset\n\n"
         "See README.md for every key and its default.\n", PEFTC_VERSION);
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "merge")) return cmd_merge(argc - 2, argv + 2);
+    if (!strcmp(cmd, "quantize")) return cmd_quantize(argc - 2, argv + 2);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 2, argv + 2);
     fprintf(stderr, "peftc: unknown command '%s'\n\n", cmd);
     usage(stderr);

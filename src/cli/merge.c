@@ -1,5 +1,8 @@
-/* peftc merge: merge_and_unload — the adapter folded into the base weights and the
- * result written as a complete Hugging Face model directory that loads without PEFT. */
+/* Commands that write a model directory:
+ * peftc merge — merge_and_unload: the adapter folded into the base weights, written as a complete
+ *   Hugging Face model directory that loads without PEFT;
+ * peftc quantize — the Linears in bitsandbytes' 4-bit format with config.json's quantization_config,
+ *   a directory transformers + bitsandbytes and peftc load as pre-quantized. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +27,8 @@ static pc_status copy_tokenizer_files(const char *from, const char *to, pc_error
 }
 
 /* config.json of the base with the merged model's architecture, labels and dtype. */
-static pc_status write_config(const pc_model *m, const char *from, const char *to, const char *dtype, pc_error *err)
+static pc_status write_config(const pc_model *m, const char *from, const char *to, const char *dtype,
+                              cJSON *quant, pc_error *err)
 {
     char src[4200], dst[4200];
     snprintf(src, sizeof src, "%s/config.json", from);
@@ -50,9 +54,31 @@ static pc_status write_config(const pc_model *m, const char *from, const char *t
         cJSON_AddItemToObject(c, "id2label", id2label);
         cJSON_AddItemToObject(c, "label2id", label2id);
     }
+    cJSON_DeleteItemFromObjectCaseSensitive(c, "quantization_config");
+    if (quant) cJSON_AddItemToObject(c, "quantization_config", quant);
     pc_status s = pc_json_write_file_atomic(dst, c, true, err);
     cJSON_Delete(c);
     return s;
+}
+
+/* BitsAndBytesConfig.to_dict() as transformers writes it into config.json. */
+static cJSON *quantization_config(const pc_config *cfg)
+{
+    cJSON *q = cJSON_CreateObject();
+    cJSON_AddBoolToObject(q, "_load_in_4bit", true);
+    cJSON_AddBoolToObject(q, "_load_in_8bit", false);
+    cJSON_AddStringToObject(q, "bnb_4bit_compute_dtype", cfg->bnb_4bit_compute_dtype);
+    cJSON_AddStringToObject(q, "bnb_4bit_quant_storage", "uint8");
+    cJSON_AddStringToObject(q, "bnb_4bit_quant_type", cfg->bnb_4bit_quant_type);
+    cJSON_AddBoolToObject(q, "bnb_4bit_use_double_quant", cfg->bnb_4bit_use_double_quant);
+    cJSON_AddBoolToObject(q, "llm_int8_enable_fp32_cpu_offload", false);
+    cJSON_AddBoolToObject(q, "llm_int8_has_fp16_weight", false);
+    cJSON_AddNullToObject(q, "llm_int8_skip_modules");
+    cJSON_AddNumberToObject(q, "llm_int8_threshold", 6.0);
+    cJSON_AddBoolToObject(q, "load_in_4bit", true);
+    cJSON_AddBoolToObject(q, "load_in_8bit", false);
+    cJSON_AddStringToObject(q, "quant_method", "bitsandbytes");
+    return q;
 }
 
 static const char *dtype_name(int dtype)
@@ -81,7 +107,7 @@ static int run_merge(const pc_config *cfg)
         s = pc_model_save_weights(l.model, path, (pc_dtype)dtype, &err);
         pc_peft_unmerge(&st);
     }
-    if (!s) s = write_config(l.model, cfg->model_name_or_path, cfg->output_dir, dtype_name(dtype), &err);
+    if (!s) s = write_config(l.model, cfg->model_name_or_path, cfg->output_dir, dtype_name(dtype), NULL, &err);
     if (!s) s = copy_tokenizer_files(cfg->model_name_or_path, cfg->output_dir, &err);
     if (s) { cli_print_error(&err); rc = 1; }
     else printf("merged %d adapted Linear%s into %s/ (%s): loads with from_pretrained, no PEFT needed\n",
@@ -101,6 +127,51 @@ int cmd_merge(int argc, char **argv)
     if (!rc && n_pos > 0) { fprintf(stderr, "peftc merge: unexpected argument '%s'\n", pos[0]); rc = 2; }
     if (!rc && !cfg.model_name_or_path) { fprintf(stderr, "peftc merge: --model_name_or_path is required\n"); rc = 2; }
     if (!rc) rc = run_merge(&cfg);
+    free(pos);
+    pc_config_free(&cfg);
+    return rc;
+}
+
+static int run_quantize(pc_config *cfg)
+{
+    if (!strcmp(cfg->output_dir, cfg->model_name_or_path)) {
+        fprintf(stderr, "peftc quantize: --output_dir must differ from --model_name_or_path\n");
+        return 2;
+    }
+    cfg->load_in_4bit = true;
+    loaded l = {0};
+    int rc = load_inference(cfg, &l);
+    if (rc) return rc;
+    pc_error err = {0};
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", cfg->output_dir);
+    int dtype = l.model->checkpoint_dtype, n = 0;
+    for (int i = 0; i < l.model->n_linears; i++) n += l.model->linears[i]->q4 != NULL;
+    pc_status s = pc_mkdirs(cfg->output_dir, &err);
+    if (!s) s = pc_model_save_weights(l.model, path, (pc_dtype)dtype, &err);
+    if (!s) s = write_config(l.model, cfg->model_name_or_path, cfg->output_dir, dtype_name(dtype),
+                             quantization_config(cfg), &err);
+    if (!s) s = copy_tokenizer_files(cfg->model_name_or_path, cfg->output_dir, &err);
+    if (s) { cli_print_error(&err); rc = 1; }
+    else printf("quantized %d Linear%s to %s%s into %s/\n", n, n == 1 ? "" : "s", cfg->bnb_4bit_quant_type,
+                cfg->bnb_4bit_use_double_quant ? " with double quantization" : "", cfg->output_dir);
+    unload(&l);
+    return rc;
+}
+
+int cmd_quantize(int argc, char **argv)
+{
+    pc_config cfg;
+    pc_config_init(&cfg);
+    cli_flags flags = {0};
+    char **pos = NULL;
+    int n_pos = 0;
+    pc_error err = {0};
+    int rc = cli_parse_args(argc, argv, &cfg, &flags, &pos, &n_pos);
+    if (!rc && n_pos > 0) { fprintf(stderr, "peftc quantize: unexpected argument '%s'\n", pos[0]); rc = 2; }
+    if (!rc && !cfg.model_name_or_path) { fprintf(stderr, "peftc quantize: --model_name_or_path is required\n"); rc = 2; }
+    if (!rc && pc_config_validate(&cfg, &err) != PEFTC_OK) { cli_print_error(&err); rc = 2; }
+    if (!rc) rc = run_quantize(&cfg);
     free(pos);
     pc_config_free(&cfg);
     return rc;

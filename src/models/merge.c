@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/gemm.h"
+#include "models/quantized.h"
 
 /* ---------- merge / unmerge ---------- */
 
@@ -16,13 +17,15 @@ static void merge_free(pc_merge_state *st)
     free(st->original);
     free(st->merged);
     free(st->adapters);
+    free(st->q4);
     memset(st, 0, sizeof *st);
 }
 
-/* merged = W + s·(B A), in W's layout. */
+/* merged = W + s·(B A), in W's layout (a 4-bit W dequantized first). */
 static void lora_merged_weight(const pc_linear *lin, const pc_lora *l, float *merged)
 {
-    memcpy(merged, lin->W, sizeof(float) * (size_t)lin->in * lin->out);
+    if (lin->q4) pc_q4_dequantize(lin->q4, merged);
+    else memcpy(merged, lin->W, sizeof(float) * (size_t)lin->in * lin->out);
     if (lin->w_in_out)  /* [in, out] += s (B A)^T = s A^T B^T */
         pc_sgemm(true, true, lin->in, lin->out, l->r, l->scaling, l->A, l->in, l->B, l->r, 1.0f, merged, lin->out);
     else                /* [out, in] += s B A */
@@ -38,7 +41,8 @@ pc_status pc_peft_merge(pc_peft_model *p, pc_merge_state *st, pc_error *err)
     st->original = calloc((size_t)n + 1, sizeof *st->original);
     st->merged = calloc((size_t)n + 1, sizeof *st->merged);
     st->adapters = calloc((size_t)n + 1, sizeof *st->adapters);
-    if (!st->linears || !st->original || !st->merged || !st->adapters) {
+    st->q4 = calloc((size_t)n + 1, sizeof *st->q4);
+    if (!st->linears || !st->original || !st->merged || !st->adapters || !st->q4) {
         merge_free(st);
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     }
@@ -52,9 +56,11 @@ pc_status pc_peft_merge(pc_peft_model *p, pc_merge_state *st, pc_error *err)
         st->original[st->n] = lin->W;
         st->merged[st->n] = merged;
         st->adapters[st->n] = lin->lora;
+        st->q4[st->n] = lin->q4;
         st->n++;
         lin->W = merged;
         lin->lora = NULL;
+        lin->q4 = NULL;
     }
     return PEFTC_OK;
 }
@@ -64,6 +70,7 @@ void pc_peft_unmerge(pc_merge_state *st)
     for (int i = 0; i < st->n; i++) {
         st->linears[i]->W = st->original[i];
         st->linears[i]->lora = st->adapters[i];
+        st->linears[i]->q4 = st->q4[i];
     }
     merge_free(st);
 }
@@ -99,6 +106,9 @@ typedef struct tensor_set {
     pc_st_item *items;
     void **owned;
     int n, cap;
+    char *q4_names[64 * 1024];       /* names and quant_state JSON of 4-bit weights */
+    char *q4_json[8 * 1024];
+    int n_q4_names, n_q4_json;
 } tensor_set;
 
 static pc_status add_item(tensor_set *t, const char *name, const float *data, int ndim, int64_t d0, int64_t d1,
@@ -134,9 +144,41 @@ static pc_status add_item(tensor_set *t, const char *name, const float *data, in
 
 static void set_free(tensor_set *t)
 {
+    for (int i = 0; i < t->n_q4_names; i++) free(t->q4_names[i]);
+    for (int i = 0; i < t->n_q4_json; i++) free(t->q4_json[i]);
     for (int i = 0; i < t->n; i++) { free((char *)t->items[i].name); free(t->owned[i]); }
     free(t->items);
     free(t->owned);
+}
+
+/* A 4-bit Linear as bitsandbytes serializes it (items point into the weight; names are owned here). */
+static pc_status add_q4(tensor_set *t, const pc_linear *lin, pc_error *err)
+{
+    pc_st_item items[8];
+    char *names[8];
+    int n = 0;
+    if (t->n_q4_json >= 8 * 1024 || t->n_q4_names + 8 > 64 * 1024) return pc_fail(err, PEFTC_ERR_INVALID, "too many 4-bit weights");
+    pc_status s = pc_q4_items(lin, items, &n, 8, names, &t->q4_json[t->n_q4_json], err);
+    if (t->q4_json[t->n_q4_json]) t->n_q4_json++;
+    for (int i = 0; i < n; i++) t->q4_names[t->n_q4_names++] = names[i];
+    for (int i = 0; !s && i < n; i++) {
+        if (t->n == t->cap) {
+            int cap = t->cap ? 2 * t->cap : 64;
+            pc_st_item *grown = realloc(t->items, sizeof *grown * (size_t)cap);
+            if (grown) t->items = grown;
+            void **owned = grown ? realloc(t->owned, sizeof *owned * (size_t)cap) : NULL;
+            if (!owned) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+            t->owned = owned;
+            t->cap = cap;
+        }
+        char *copy = strdup(items[i].name);
+        if (!copy) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+        t->items[t->n] = items[i];
+        t->items[t->n].name = copy;
+        t->owned[t->n] = NULL;
+        t->n++;
+    }
+    return s;
 }
 
 static bool is_extra_data(const pc_model *m, const float *data)
@@ -154,10 +196,11 @@ static pc_status collect(const pc_model *m, tensor_set *t, pc_dtype dtype, pc_er
     }
     for (int i = 0; i < m->n_linears; i++) {
         const pc_linear *lin = m->linears[i];
-        if (is_extra_data(m, lin->W)) continue;  /* a head tied to the embeddings */
+        if (lin->W && is_extra_data(m, lin->W)) continue;  /* a head tied to the embeddings */
         snprintf(key, sizeof key, "%s.weight", lin->name);
-        PC_TRY(add_item(t, key, lin->W, 2, lin->w_in_out ? lin->in : lin->out, lin->w_in_out ? lin->out : lin->in,
-                        dtype, err));
+        if (lin->q4) PC_TRY(add_q4(t, lin, err));
+        else PC_TRY(add_item(t, key, lin->W, 2, lin->w_in_out ? lin->in : lin->out, lin->w_in_out ? lin->out : lin->in,
+                             dtype, err));
         snprintf(key, sizeof key, "%s.bias", lin->name);
         if (lin->b) PC_TRY(add_item(t, key, lin->b, 1, lin->out, 0, dtype, err));
     }
@@ -175,9 +218,11 @@ pc_status pc_model_save_weights(const pc_model *m, const char *path, pc_dtype dt
 {
     if (dtype != PC_DT_F32 && dtype != PC_DT_BF16 && dtype != PC_DT_F16)
         return pc_fail(err, PEFTC_ERR_INVALID, "models are written as F32, BF16 or F16");
-    tensor_set t = {0};
-    pc_status s = collect(m, &t, dtype, err);
-    if (!s) s = pc_st_write(path, t.items, t.n, NULL, err);
-    set_free(&t);
+    tensor_set *t = calloc(1, sizeof *t);
+    if (!t) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    pc_status s = collect(m, t, dtype, err);
+    if (!s) s = pc_st_write(path, t->items, t->n, NULL, err);
+    set_free(t);
+    free(t);
     return s;
 }

@@ -13,6 +13,7 @@ typedef struct pc_merge_state {
     float **original;              /* the base weights as they were (never modified) */
     float **merged;                /* owned merged weights */
     pc_lora **adapters;
+    pc_q4_weight **q4;             /* a 4-bit base is dequantized for the merge (PEFT's recommended path) */
 } pc_merge_state;
 
 /* W <- W + s·(B A) (transposed for fan_in_fan_out) on every adapted Linear, as PEFT's merge;
