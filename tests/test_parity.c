@@ -168,3 +168,32 @@ TEST(causal_print_trainable_parameters)
     check_trainable_line("causal_tiny/qwen2", "trainable params: 896 || all params: 18,592 || trainable%: 4.8193");
     check_trainable_line("causal_tiny/gpt2", "trainable params: 1,024 || all params: 29,568 || trainable%: 3.4632");
 }
+
+/* Greedy generation with the KV cache and the adapter applied un-merged equals PyTorch's
+ * argmax continuation (gen.ids: 4 prompt tokens, then 8 generated). */
+static void check_generation(const char *name)
+{
+    parity_case c;
+    if (open_case(&c, name) != 0) { close_case(&c); return; }
+    const pc_st_tensor *g = pc_st_find(c.ref, "gen.ids");
+    CHECK(g != NULL);
+    if (g) {
+        int32_t want[64];
+        long n = (long)pc_st_numel(g);
+        read_i64_as_i32(g, want, n);
+        pc_error err = {0};
+        CHECK(c.model->ops->cache_reset(c.model, (int)n, &err) == PEFTC_OK);
+        CHECK(c.model->ops->decode(c.model, want, 4, &err) == PEFTC_OK);
+        for (long i = 4; i < n; i++) {
+            int best = 0, V = c.model->vocab_size;
+            for (int v = 1; v < V; v++) if (c.model->logits[v] > c.model->logits[best]) best = v;
+            CHECK_MSG(best == want[i], "%s: token %ld is %d, expected %d", name, i, best, want[i]);
+            int32_t tok = best;
+            CHECK(c.model->ops->decode(c.model, &tok, 1, &err) == PEFTC_OK);
+        }
+    }
+    close_case(&c);
+}
+
+TEST(llama_gqa_kv_cache_generation_matches_pytorch) { check_generation("causal_tiny/llama_gqa"); }
+TEST(gpt2_kv_cache_generation_matches_pytorch) { check_generation("causal_tiny/gpt2"); }
