@@ -1,4 +1,5 @@
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,13 +70,34 @@ static void print_eval(const char *when, const pc_eval_result *e)
     else printf("eval %s training: accuracy %.4f  loss %.4f  (%d examples)\n", when, e->accuracy, e->loss, e->n);
 }
 
+/* First SIGINT/SIGTERM: finish the step and save a checkpoint; a second one: exit at once. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    if (stop_requested) _exit(128 + sig);
+    stop_requested = 1;
+    static const char msg[] = "\npeftc: stopping after this step to save a checkpoint (again to quit now)\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+}
+
 int cli_run_training(const pc_config *cfg)
 {
     pc_error err = {0};
     if (pc_config_validate(cfg, &err) != PEFTC_OK) { cli_print_error(&err); return 2; }
-    pc_trainer_hooks hooks = { print_message, print_log, print_progress, NULL };
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    pc_trainer_hooks hooks = { print_message, print_log, print_progress, NULL, &stop_requested };
     pc_train_result res;
-    if (pc_train(cfg, &hooks, &res, &err) != PEFTC_OK) { fputc('\n', stderr); cli_print_error(&err); return 1; }
+    if (pc_train(cfg, &hooks, &res, &err) != PEFTC_OK) {
+        fputc('\n', stderr);
+        cli_print_error(&err);
+        return err.code == PEFTC_ERR_INTERRUPTED ? 130 : 1;
+    }
     print_eval("before", &res.eval_before);
     print_eval("after", &res.eval_after);
     printf("trained %ld steps in %.1f s (%.0f tokens/s); train_loss %.4f\n", res.global_step, res.runtime_seconds,

@@ -92,6 +92,7 @@ static const pc_key keys[] = {
     K_INT(eval_steps, "0", true),
     K_INT(save_steps, "500", false),
     K_INT(save_total_limit, "0", true),
+    K_STR(resume_from_checkpoint, NULL, true),
     K_INT(seed, "42", false),
     K_BOOL(logging_first_step, "false"),
     K_BOOL(shuffle, "true"),

@@ -66,6 +66,7 @@ typedef struct pc_config {
     int eval_steps;                /* 0 = logging_steps */
     int save_steps;                /* 500 */
     int save_total_limit;          /* 0 = unlimited */
+    char *resume_from_checkpoint;  /* NULL, a checkpoint directory, or "true" for output_dir's newest */
     int seed;                      /* 42 */
     bool logging_first_step, shuffle, gradient_checkpointing, dataloader_drop_last;
 

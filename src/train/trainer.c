@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "base/fs.h"
@@ -28,6 +29,8 @@ typedef struct run {
     long steps_per_epoch, max_steps, warmup;
     long step;
     int epoch, batch_in_epoch;
+    double tr_loss, total_loss;      /* loss since the last log, and over the whole run */
+    long last_logged, tokens;
     double start_time;
 } run;
 
@@ -355,6 +358,179 @@ static pc_status write_outputs(const run *r, const char *dir, pc_error *err)
     return s;
 }
 
+/* ---------- exact resume: everything the loop needs to continue bit for bit ---------- */
+
+static void put_u64(cJSON *meta, const char *key, uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    cJSON_AddStringToObject(meta, key, buf);
+}
+
+static void put_rng(cJSON *meta, const char *name, const pc_rng *g)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s.key0", name); put_u64(meta, key, g->key[0]);
+    snprintf(key, sizeof key, "%s.key1", name); put_u64(meta, key, g->key[1]);
+    snprintf(key, sizeof key, "%s.counter", name); put_u64(meta, key, g->counter);
+}
+
+static void put_double(cJSON *meta, const char *key, double v)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    cJSON_AddStringToObject(meta, key, buf);
+}
+
+/* training_state.safetensors: the data order of the current epoch, and as metadata the step counters,
+ * loss accumulators and the random streams (data order, dropout, NEFTune). */
+static pc_status save_training_state(const run *r, const char *dir, pc_error *err)
+{
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "peftc-training-state");
+    put_u64(meta, "step", (uint64_t)r->step);
+    put_u64(meta, "epoch", (uint64_t)r->epoch);
+    put_u64(meta, "batch_in_epoch", (uint64_t)r->batch_in_epoch);
+    put_u64(meta, "last_logged", (uint64_t)r->last_logged);
+    put_u64(meta, "tokens", (uint64_t)r->tokens);
+    put_double(meta, "tr_loss", r->tr_loss);
+    put_double(meta, "total_loss", r->total_loss);
+    put_rng(meta, "data_rng", &r->data_rng);
+    put_rng(meta, "dropout_rng", &r->model->dropout_rng);
+    put_rng(meta, "neftune_rng", &r->model->neftune_rng);
+    pc_st_item order = { .name = "data_order", .dtype = PC_DT_I32, .ndim = 1, .shape = {r->train.n}, .data = r->order };
+    char path[4400];
+    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+    pc_status s = pc_st_write(path, &order, 1, meta, err);
+    cJSON_Delete(meta);
+    return s;
+}
+
+static pc_status get_u64(const cJSON *meta, const char *key, const char *path, uint64_t *out, pc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    char *end;
+    if (!cJSON_IsString(v) || !*v->valuestring) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' is missing", path, key);
+    *out = strtoull(v->valuestring, &end, 10);
+    if (*end) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' is not an integer", path, key);
+    return PEFTC_OK;
+}
+
+static pc_status get_double(const cJSON *meta, const char *key, const char *path, double *out, pc_error *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    if (!cJSON_IsString(v)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' is missing", path, key);
+    *out = strtod(v->valuestring, NULL);
+    return PEFTC_OK;
+}
+
+static pc_status get_rng(const cJSON *meta, const char *name, const char *path, pc_rng *g, pc_error *err)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s.key0", name); PC_TRY(get_u64(meta, key, path, &g->key[0], err));
+    snprintf(key, sizeof key, "%s.key1", name); PC_TRY(get_u64(meta, key, path, &g->key[1], err));
+    snprintf(key, sizeof key, "%s.counter", name);
+    return get_u64(meta, key, path, &g->counter, err);
+}
+
+static pc_status read_training_state(run *r, const pc_safetensors *st, const char *path, pc_error *err)
+{
+    const cJSON *meta = pc_st_metadata(st);
+    uint64_t step, epoch, batch, logged, tokens;
+    PC_TRY(get_u64(meta, "step", path, &step, err));
+    PC_TRY(get_u64(meta, "epoch", path, &epoch, err));
+    PC_TRY(get_u64(meta, "batch_in_epoch", path, &batch, err));
+    PC_TRY(get_u64(meta, "last_logged", path, &logged, err));
+    PC_TRY(get_u64(meta, "tokens", path, &tokens, err));
+    PC_TRY(get_double(meta, "tr_loss", path, &r->tr_loss, err));
+    PC_TRY(get_double(meta, "total_loss", path, &r->total_loss, err));
+    PC_TRY(get_rng(meta, "data_rng", path, &r->data_rng, err));
+    PC_TRY(get_rng(meta, "dropout_rng", path, &r->model->dropout_rng, err));
+    PC_TRY(get_rng(meta, "neftune_rng", path, &r->model->neftune_rng, err));
+    if ((long)step > r->max_steps || (int)batch >= r->n_batches)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: step %llu / batch %llu do not fit this run (max_steps %ld, %d batches "
+                       "per epoch): resume with the same data and settings", path, (unsigned long long)step,
+                       (unsigned long long)batch, r->max_steps, r->n_batches);
+    const pc_st_tensor *order = pc_st_find(st, "data_order");
+    if (!order || order->dtype != PC_DT_I32 || pc_st_numel(order) != r->train.n)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: data_order does not match the %d training examples", path, r->train.n);
+    memcpy(r->order, order->data, sizeof(int) * (size_t)r->train.n);
+    for (int i = 0; i < r->train.n; i++)
+        if (r->order[i] < 0 || r->order[i] >= r->train.n) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: bad data_order", path);
+    r->step = (long)step; r->epoch = (int)epoch; r->batch_in_epoch = (int)batch;
+    r->last_logged = (long)logged; r->tokens = (long)tokens;
+    return PEFTC_OK;
+}
+
+/* The newest output_dir/checkpoint-N (resume_from_checkpoint: true). */
+static pc_status latest_checkpoint(const char *dir, char *out, size_t n, pc_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return pc_fail(err, PEFTC_ERR_IO, "resume_from_checkpoint: cannot open %s", dir);
+    long best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
+        long k = strtol(e->d_name + 11, &end, 10);
+        if (!*end && k > best) best = k;
+    }
+    closedir(d);
+    if (best < 0) return pc_fail(err, PEFTC_ERR_INVALID, "resume_from_checkpoint: no checkpoint-N in %s", dir);
+    snprintf(out, n, "%s/checkpoint-%ld", dir, best);
+    return PEFTC_OK;
+}
+
+/* resume_from_checkpoint: the adapter, optimizer, counters, random streams and log of a checkpoint. */
+static pc_status resume(run *r, pc_error *err)
+{
+    const char *arg = r->cfg->resume_from_checkpoint;
+    char dir[4200], path[4400];
+    if (!strcmp(arg, "true") || !strcmp(arg, "True")) PC_TRY(latest_checkpoint(r->cfg->output_dir, dir, sizeof dir, err));
+    else snprintf(dir, sizeof dir, "%s", arg);
+    PC_TRY(pc_peft_load_weights(r->peft, dir, err));
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    PC_TRY(pc_optimizer_load(r->opt, &r->peft->trainable, path, err));
+    snprintf(path, sizeof path, "%s/training_state.safetensors", dir);
+    pc_safetensors *st = NULL;
+    PC_TRY(pc_st_open(path, &st, err));
+    pc_status s = read_training_state(r, st, path, err);
+    pc_st_close(st);
+    if (s) return s;
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+    cJSON *state = NULL;
+    PC_TRY(pc_json_parse_file(path, &state, err));
+    cJSON *history = cJSON_DetachItemFromObjectCaseSensitive(state, "log_history");
+    cJSON_Delete(state);
+    if (!cJSON_IsArray(history)) { cJSON_Delete(history); return pc_fail(err, PEFTC_ERR_FORMAT, "%s: no log_history", path); }
+    cJSON_Delete(r->log_history);
+    r->log_history = history;
+    return PEFTC_OK;
+}
+
+/* save_total_limit: keep the newest checkpoints only (pruned after the new one is complete). */
+static void prune_checkpoints(const run *r)
+{
+    int limit = r->cfg->save_total_limit;
+    if (limit <= 0) return;
+    for (long k = r->step - 1; k >= 0; k--) {
+        char path[4200];
+        int kept = 0;
+        DIR *d = opendir(r->cfg->output_dir);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            char *end;
+            if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
+            long n = strtol(e->d_name + 11, &end, 10);
+            kept += !*end && n > k;
+        }
+        if (d) closedir(d);
+        if (kept < limit) continue;
+        snprintf(path, sizeof path, "%s/checkpoint-%ld", r->cfg->output_dir, k);
+        if (pc_path_exists(path)) pc_remove_tree(path, NULL);
+    }
+}
+
 /* checkpoint-N/ is written under a temporary name and renamed when complete. */
 static pc_status save_checkpoint(const run *r, pc_error *err)
 {
@@ -367,9 +543,11 @@ static pc_status save_checkpoint(const run *r, pc_error *err)
     char opt_path[4400];
     snprintf(opt_path, sizeof opt_path, "%s/optimizer.safetensors", tmp);
     if (!s) s = pc_optimizer_save(r->opt, &r->peft->trainable, opt_path, err);
+    if (!s) s = save_training_state(r, tmp, err);
     if (!s) s = pc_remove_tree(final, err);
     if (!s && rename(tmp, final) != 0) s = pc_fail(err, PEFTC_ERR_IO, "cannot rename %s to %s", tmp, final);
     if (s) pc_remove_tree(tmp, NULL);
+    else prune_checkpoints(r);
     return s;
 }
 
@@ -496,26 +674,37 @@ static void log_summary(run *r, double total_loss, double runtime)
     emit_log(r, e);
 }
 
+/* The first SIGINT/SIGTERM (relayed by the caller through hooks->stop_requested) ends the run after the
+ * current optimizer step with a complete checkpoint to resume from. */
+static pc_status stop_if_requested(run *r, pc_error *err)
+{
+    if (!r->hooks || !r->hooks->stop_requested || !*r->hooks->stop_requested) return PEFTC_OK;
+    PC_TRY(save_checkpoint(r, err));
+    return pc_fail(err, PEFTC_ERR_INTERRUPTED, "interrupted after step %ld of %ld; checkpoint saved in "
+                   "%s/checkpoint-%ld; continue with --resume_from_checkpoint %s/checkpoint-%ld", r->step, r->max_steps,
+                   r->cfg->output_dir, r->step, r->cfg->output_dir, r->step);
+}
+
 static pc_status train_loop(run *r, pc_train_result *res, pc_error *err)
 {
-    double tr_loss = 0, total_loss = 0;
-    long last_logged = 0, tokens = 0;
+    long tokens_at_start = r->tokens;
     r->start_time = now_seconds();
     while (r->step < r->max_steps) {
         double loss = 0, grad_norm = 0, lr = 0;
         bool epoch_ended = false;
-        PC_TRY(train_step(r, &loss, &grad_norm, &lr, &tokens, &epoch_ended, err));
-        tr_loss += loss;
-        total_loss += loss;
-        report_progress(r, loss, lr, tokens);
-        PC_TRY(after_step(r, &tr_loss, &last_logged, grad_norm, lr, epoch_ended, err));
+        PC_TRY(train_step(r, &loss, &grad_norm, &lr, &r->tokens, &epoch_ended, err));
+        r->tr_loss += loss;
+        r->total_loss += loss;
+        report_progress(r, loss, lr, r->tokens - tokens_at_start);
+        PC_TRY(after_step(r, &r->tr_loss, &r->last_logged, grad_norm, lr, epoch_ended, err));
+        PC_TRY(stop_if_requested(r, err));
     }
     double runtime = now_seconds() - r->start_time;
-    log_summary(r, total_loss, runtime);
+    log_summary(r, r->total_loss, runtime);
     res->global_step = r->step;
-    res->train_loss = total_loss / (double)r->step;
+    res->train_loss = r->total_loss / (double)r->step;
     res->runtime_seconds = runtime;
-    res->tokens_per_second = runtime > 0 ? tokens / runtime : 0;
+    res->tokens_per_second = runtime > 0 ? (r->tokens - tokens_at_start) / runtime : 0;
     return PEFTC_OK;
 }
 
@@ -528,7 +717,8 @@ pc_status pc_train(const pc_config *cfg, const pc_trainer_hooks *hooks, pc_train
     r.hooks = hooks;
     pc_status s = prepare(&r, err);
     int32_t pad = s ? 0 : pc_padding_id(r.tok);
-    if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_before, err);
+    if (!s && cfg->resume_from_checkpoint) s = resume(&r, err);
+    else if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_before, err);
     if (!s) s = train_loop(&r, result, err);
     if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_after, err);
     if (!s && strcmp(cfg->save_strategy, "no") != 0) s = save_checkpoint(&r, err);

@@ -4,6 +4,7 @@
 #define PC_TRAIN_TRAINER_H
 
 #include <cJSON.h>
+#include <signal.h>
 
 #include "base/error.h"
 #include "models/peft_model.h"
@@ -25,6 +26,9 @@ typedef struct pc_trainer_hooks {
     void (*on_log)(void *ud, const cJSON *entry);             /* one log_history entry */
     void (*on_progress)(void *ud, const pc_progress *p);      /* after each optimizer step */
     void *ud;
+    /* Set (e.g. by a SIGINT handler) to stop after the current optimizer step with a checkpoint;
+     * pc_train then returns PEFTC_ERR_INTERRUPTED with the resume command in the message. */
+    volatile sig_atomic_t *stop_requested;
 } pc_trainer_hooks;
 
 typedef struct pc_eval_result {
