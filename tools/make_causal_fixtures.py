@@ -628,7 +628,8 @@ def build_rope(out_dir):
         if sc:
             wavelen = 2 * math.pi / rope_inv_freq(theta, dim)
             old = sc["original_max_position_embeddings"]
-            bands = [int((wavelen < old / sc["high_freq_factor"]).sum()), int((wavelen > old / sc["low_freq_factor"]).sum())]
+            bands = [int((wavelen < old / sc["high_freq_factor"]).sum()),
+                     int((wavelen > old / sc["low_freq_factor"]).sum())]
             print(f"  {name}: {bands[0]} high-frequency (kept), {bands[1]} low (divided), "
                   f"{dim // 2 - sum(bands)} interpolated")
     a = ROPE_APPLY
