@@ -149,3 +149,24 @@ TEST(save_total_limit_keeps_the_newest_checkpoints)
     }
     pc_config_free(&c);
 }
+
+TEST(nonfinite_steps_are_skipped_then_the_run_stops_with_a_checkpoint)
+{
+    char dir[512], path[700];
+    snprintf(dir, sizeof dir, "%s/nan", pc_test_tmpdir());
+    make_world(dir);
+    pc_config c;
+    pc_train_result res;
+    pc_error err = {0};
+    base_config(&c, dir, "out");
+    set(&c, "learning_rate", "1e30");      /* the first update overflows the adapter */
+    set(&c, "max_grad_norm", "0");
+    set(&c, "max_steps", "20");
+    set(&c, "save_strategy", "no");
+    set(&c, "max_consecutive_nonfinite_steps", "3");
+    CHECK(pc_train(&c, NULL, &res, &err) == PEFTC_ERR_NUMERIC);
+    CHECK_CONTAINS(err.msg, "3 consecutive steps with a non-finite");
+    snprintf(path, sizeof path, "%s/out/checkpoint-4/trainer_state.json", dir);
+    CHECK_MSG(pc_path_exists(path), "no checkpoint of the last state: %s", err.msg);
+    pc_config_free(&c);
+}

@@ -93,6 +93,7 @@ static const pc_key keys[] = {
     K_INT(save_steps, "500", false),
     K_INT(save_total_limit, "0", true),
     K_STR(resume_from_checkpoint, NULL, true),
+    K_INT(max_consecutive_nonfinite_steps, "5", false),
     K_INT(seed, "42", false),
     K_BOOL(logging_first_step, "false"),
     K_BOOL(shuffle, "true"),

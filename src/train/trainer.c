@@ -30,6 +30,7 @@ typedef struct run {
     long step;
     int epoch, batch_in_epoch;
     double tr_loss, total_loss;      /* loss since the last log, and over the whole run */
+    int bad_steps;                   /* consecutive steps skipped for a non-finite loss or gradient */
     long last_logged, tokens;
     double start_time;
 } run;
@@ -595,6 +596,22 @@ static long window_targets(const run *r, int micro)
     return total;
 }
 
+/* A NaN/Inf loss or gradient: the update is skipped and logged; after max_consecutive_nonfinite_steps
+ * such steps in a row the run stops with a checkpoint of the last good state. */
+static pc_status skip_update(run *r, double loss, double grad_norm, pc_error *err)
+{
+    r->bad_steps++;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "skipped_update", !isfinite(loss) ? "non-finite loss" : "non-finite gradient");
+    emit_log(r, e);
+    if (r->bad_steps < r->cfg->max_consecutive_nonfinite_steps) return PEFTC_OK;
+    PC_TRY(save_checkpoint(r, err));
+    return pc_fail(err, PEFTC_ERR_NUMERIC, "step %ld: %d consecutive steps with a non-finite %s (last loss %g, "
+                   "gradient norm %g); stopped with the last good state in %s/checkpoint-%ld (lower learning_rate?)",
+                   r->step, r->bad_steps, !isfinite(loss) ? "loss" : "gradient", loss, grad_norm, r->cfg->output_dir,
+                   r->step);
+}
+
 /* One optimizer step: GA micro-batches (fewer at the end of an epoch), clip, AdamW. */
 static pc_status train_step(run *r, double *loss, double *grad_norm, double *lr, long *tokens, bool *epoch_ended,
                             pc_error *err)
@@ -608,24 +625,27 @@ static pc_status train_step(run *r, double *loss, double *grad_norm, double *lr,
     pc_param_list_zero_grad(&r->peft->trainable);
     *loss = 0;
     *epoch_ended = false;
+    bool finite = true;
     for (int i = 0; i < micro; i++) {
         const pc_batch *b = next_batch(r);
         float l;
-        PC_TRY(r->model->ops->forward(r->model, b, true, &l, err));
+        pc_status s = r->model->ops->forward(r->model, b, true, &l, err);
+        if (s != PEFTC_OK && s != PEFTC_ERR_NUMERIC) return s;
+        finite = finite && s == PEFTC_OK;
         /* share of this micro-batch in the step's loss: 1/micro (SEQ_CLS), targets/total (causal LM) */
         float w = total > 0 ? (float)r->model->n_loss_tokens / (float)total : 1.0f / (float)micro;
         if (total == 0 && r->model->task == PC_TASK_CAUSAL_LM) w = 0;
-        r->model->ops->backward(r->model, b, w);
+        if (finite) r->model->ops->backward(r->model, b, w);
         *loss += l * w;
         *tokens += (long)b->B * b->T;
         end_batch(r, epoch_ended);
     }
-    *grad_norm = pc_clip_grad_norm(&r->peft->trainable, c->max_grad_norm);
-    if (!isfinite(*grad_norm))
-        return pc_fail(err, PEFTC_ERR_NUMERIC, "step %ld: the gradient norm is %f", r->step + 1, *grad_norm);
+    *grad_norm = finite ? pc_clip_grad_norm(&r->peft->trainable, c->max_grad_norm) : NAN;
     *lr = c->learning_rate * pc_schedule_factor(pc_schedule_parse(c->lr_scheduler_type), r->step, r->warmup, r->max_steps);
-    pc_optimizer_step(r->opt, &r->peft->trainable, *lr);
     r->step++;
+    if (!isfinite(*loss) || !isfinite(*grad_norm)) return skip_update(r, *loss, *grad_norm, err);
+    r->bad_steps = 0;
+    pc_optimizer_step(r->opt, &r->peft->trainable, *lr);
     return PEFTC_OK;
 }
 
@@ -693,8 +713,7 @@ static pc_status train_loop(run *r, pc_train_result *res, pc_error *err)
         double loss = 0, grad_norm = 0, lr = 0;
         bool epoch_ended = false;
         PC_TRY(train_step(r, &loss, &grad_norm, &lr, &r->tokens, &epoch_ended, err));
-        r->tr_loss += loss;
-        r->total_loss += loss;
+        if (isfinite(loss)) { r->tr_loss += loss; r->total_loss += loss; }
         report_progress(r, loss, lr, r->tokens - tokens_at_start);
         PC_TRY(after_step(r, &r->tr_loss, &r->last_logged, grad_norm, lr, epoch_ended, err));
         PC_TRY(stop_if_requested(r, err));
