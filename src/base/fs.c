@@ -82,3 +82,47 @@ pc_status pc_copy_file(const char *from, const char *to, pc_error *err)
     }
     return PEFTC_OK;
 }
+
+pc_status pc_read_file(const char *path, size_t limit, char **out, size_t *len, pc_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return pc_fail(err, PEFTC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return pc_fail(err, PEFTC_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return pc_fail(err, PEFTC_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((unsigned long long)st.st_size > limit) {
+        close(fd);
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: file is %lld bytes, more than the %zu-byte limit",
+                       path, (long long)st.st_size, limit);
+    }
+    size_t size = (size_t)st.st_size, got = 0;
+    char *buf = malloc(size + 1);
+    if (!buf) {
+        close(fd);
+        return pc_fail(err, PEFTC_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size);
+    }
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = r < 0 ? errno : 0;
+            close(fd);
+            free(buf);
+            return pc_fail(err, PEFTC_ERR_IO, "%s: read failed after %zu of %zu bytes: %s", path, got, size,
+                           e ? strerror(e) : "file shrank while reading");
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[size] = '\0';
+    *out = buf;
+    *len = size;
+    return PEFTC_OK;
+}

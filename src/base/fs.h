@@ -3,6 +3,7 @@
 #define PC_BASE_FS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "base/error.h"
 
@@ -11,6 +12,10 @@ pc_status pc_mkdirs(const char *path, pc_error *err);
 /* rm -r of a directory tree this program wrote (no symlinks followed). */
 pc_status pc_remove_tree(const char *path, pc_error *err);
 bool pc_path_exists(const char *path);
+/* Reads a whole regular file of at most `limit` bytes into a malloc'ed, NUL-terminated buffer;
+ * errors name the path. */
+pc_status pc_read_file(const char *path, size_t limit, char **out, size_t *len, pc_error *err);
+
 /* Copies a small file (e.g. tokenizer files into an output directory), atomically. */
 pc_status pc_copy_file(const char *from, const char *to, pc_error *err);
 

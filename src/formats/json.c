@@ -1,5 +1,7 @@
 #include "formats/json.h"
 
+#include "base/fs.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -13,49 +15,6 @@
 #define PC_JSON_MAX_EXACT_INT 9007199254740992.0 /* 2^53 */
 
 /* ---- reading and parsing ---------------------------------------------- */
-
-static pc_status read_whole_file(const char *path, size_t limit, char **out, size_t *len, pc_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pc_fail(err, PEFTC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return pc_fail(err, PEFTC_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return pc_fail(err, PEFTC_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((unsigned long long)st.st_size > limit) {
-        close(fd);
-        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: file is %lld bytes, more than the %zu-byte limit",
-                       path, (long long)st.st_size, limit);
-    }
-    size_t size = (size_t)st.st_size, got = 0;
-    char *buf = malloc(size ? size : 1);
-    if (!buf) {
-        close(fd);
-        return pc_fail(err, PEFTC_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size);
-    }
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            int e = r < 0 ? errno : 0;
-            close(fd);
-            free(buf);
-            return pc_fail(err, PEFTC_ERR_IO, "%s: read failed after %zu of %zu bytes: %s", path, got, size,
-                           e ? strerror(e) : "file shrank while reading");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *out = buf;
-    *len = size;
-    return PEFTC_OK;
-}
 
 /* 1-based line and byte column of offset pos in text. */
 static void line_col(const char *text, size_t pos, int *line, int *col)
@@ -121,7 +80,7 @@ pc_status pc_json_parse_file(const char *path, cJSON **out, pc_error *err)
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
-    PC_TRY(read_whole_file(path, PC_JSON_MAX_FILE_BYTES, &text, &len, err));
+    PC_TRY(pc_read_file(path, PC_JSON_MAX_FILE_BYTES, &text, &len, err));
     if (len == 0) {
         free(text);
         return pc_fail(err, PEFTC_ERR_FORMAT, "%s: file is empty, expected JSON", path);

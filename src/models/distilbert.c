@@ -267,16 +267,6 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
 
 /* ---------- forward ---------- */
 
-static void dropout_or_copy(float *y, float *mask, const float *x, long n, float p, bool training, pc_rng *rng)
-{
-    if (training && p > 0) {
-        pc_dropout_mask(mask, n, p, rng);
-        pc_apply_mask(y, x, mask, n);
-    } else if (y != x) {
-        memcpy(y, x, sizeof(float) * (size_t)n);
-    }
-}
-
 static void embed(pc_model *m, dbert *d, const pc_batch *b, bool training, pc_rng *rng)
 {
     const pc_distilbert_config *c = &d->cfg;
@@ -286,7 +276,7 @@ static void embed(pc_model *m, dbert *d, const pc_batch *b, bool training, pc_rn
     if (training) pc_neftune_apply(d->x0, b->B, b->T, D, m->neftune_noise_alpha, &m->neftune_rng);
     for (long r = 0; r < N; r++) pc_vec_add(d->x0 + r * D, d->pos_emb + (r % b->T) * D, D);
     pc_layernorm_forward(d->emb_ln_out, d->emb_mean, d->emb_rstd, d->x0, d->emb_ln.w, d->emb_ln.b, (int)N, D, LN_EPS);
-    dropout_or_copy(d->emb_out, d->emb_drop, d->emb_ln_out, N * D, c->dropout, training, rng);
+    pc_dropout_forward(d->emb_out, d->emb_drop, d->emb_ln_out, N * D, c->dropout, training, rng);
 }
 
 static void layer_forward(dbert *d, dbert_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng)
@@ -309,7 +299,7 @@ static void layer_forward(dbert *d, dbert_layer *L, const float *x, const pc_bat
     if (c->relu) pc_relu_forward(a->g, a->f1, (long)N * c->hidden_dim);
     else pc_gelu_forward(a->g, a->f1, (long)N * c->hidden_dim);
     pc_linear_forward(&L->ff2, a->s2, a->g, N, training, rng);
-    dropout_or_copy(a->s2, a->ffn_drop, a->s2, (long)N * D, c->dropout, training, rng);
+    pc_dropout_forward(a->s2, a->ffn_drop, a->s2, (long)N * D, c->dropout, training, rng);
     pc_vec_add(a->s2, a->sa, (long)N * D);
     pc_layernorm_forward(a->out, a->out_mean, a->out_rstd, a->s2, L->ln_out.w, L->ln_out.b, N, D, LN_EPS);
 }
@@ -326,7 +316,7 @@ static void head_forward(pc_model *m, dbert *d, const pc_batch *b, bool training
     for (int i = 0; i < b->B; i++) memcpy(d->cls + (long)i * D, h + (long)i * b->T * D, sizeof(float) * (size_t)D);
     pc_linear_forward(&d->pre_classifier, d->p1, d->cls, b->B, training, rng);
     pc_relu_forward(d->p1_relu, d->p1, (long)b->B * D);
-    dropout_or_copy(d->h2, d->head_drop, d->p1_relu, (long)b->B * D, d->cfg.seq_classif_dropout, training, rng);
+    pc_dropout_forward(d->h2, d->head_drop, d->p1_relu, (long)b->B * D, d->cfg.seq_classif_dropout, training, rng);
     pc_linear_forward(&d->classifier, m->logits, d->h2, b->B, training, rng);
 }
 

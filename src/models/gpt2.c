@@ -208,16 +208,6 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
 
 /* ---------- forward ---------- */
 
-static void dropout_or_copy(float *y, float *mask, const float *x, long n, float p, bool training, pc_rng *rng)
-{
-    if (training && p > 0) {
-        pc_dropout_mask(mask, n, p, rng);
-        pc_apply_mask(y, x, mask, n);
-    } else if (y != x) {
-        memcpy(y, x, sizeof(float) * (size_t)n);
-    }
-}
-
 /* qkv [N, 3E] -> q, k, v [N, E] each (and back for the gradients). */
 static void split_qkv(float *q, float *k, float *v, const float *qkv, int N, int E)
 {
@@ -255,13 +245,13 @@ static void layer_forward(gpt2 *g, gpt2_layer *L, const float *x, const pc_batch
     pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, b->attention_mask, drop ? a->attn_drop : NULL, b->B,
                          b->T, H, H, E / H, attn_scale(c), true, g->attn_scratch);
     pc_linear_forward(&L->attn_proj, a->h, a->ctx, N, training, rng);
-    dropout_or_copy(a->h, a->proj_drop, a->h, NE, c->resid_pdrop, training, rng);
+    pc_dropout_forward(a->h, a->proj_drop, a->h, NE, c->resid_pdrop, training, rng);
     pc_vec_add(a->h, x, NE);
     pc_layernorm_forward(a->n2, a->mean2, a->rstd2, a->h, L->ln_2.w, L->ln_2.b, N, E, c->eps);
     pc_linear_forward(&L->c_fc, a->fc, a->n2, N, training, rng);
     pc_gelu_tanh_forward(a->act, a->fc, (long)N * c->n_inner);
     pc_linear_forward(&L->mlp_proj, a->out, a->act, N, training, rng);
-    dropout_or_copy(a->out, a->mlp_drop, a->out, NE, c->resid_pdrop, training, rng);
+    pc_dropout_forward(a->out, a->mlp_drop, a->out, NE, c->resid_pdrop, training, rng);
     pc_vec_add(a->out, a->h, NE);
 }
 
@@ -272,7 +262,7 @@ static void embed(pc_model *m, gpt2 *g, const int32_t *ids, int B, int T, int po
     pc_embedding_forward(g->x0, ids, g->wte, (int)N, E);
     if (training) pc_neftune_apply(g->x0, B, T, E, m->neftune_noise_alpha, &m->neftune_rng);
     for (long r = 0; r < N; r++) pc_vec_add(g->x0 + r * E, g->wpe + (pos0 + r % T) * (long)E, E);
-    dropout_or_copy(g->x0, g->emb_drop, g->x0, N * E, g->cfg.embd_pdrop, training, rng);
+    pc_dropout_forward(g->x0, g->emb_drop, g->x0, N * E, g->cfg.embd_pdrop, training, rng);
 }
 
 static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *loss, pc_error *err)

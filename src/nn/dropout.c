@@ -1,5 +1,7 @@
 #include "nn/dropout.h"
 
+#include <string.h>
+
 void pc_dropout_mask(float *mask, long n, float p, pc_rng *rng)
 {
     const float keep_scale = 1.0f / (1.0f - p);
@@ -12,4 +14,14 @@ void pc_apply_mask(float *y, const float *x, const float *mask, long n)
 {
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < n; i++) y[i] = x[i] * mask[i];
+}
+
+void pc_dropout_forward(float *y, float *mask, const float *x, long n, float p, bool training, pc_rng *rng)
+{
+    if (training && p > 0) {
+        pc_dropout_mask(mask, n, p, rng);
+        pc_apply_mask(y, x, mask, n);
+    } else if (y != x) {
+        memcpy(y, x, sizeof(float) * (size_t)n);
+    }
 }

@@ -1,6 +1,7 @@
 /* Reading tokenizer.json / vocab.txt + tokenizer_config.json, and writing the latter pair. */
 #include "text/tokenizer_impl.h"
 
+#include "base/fs.h"
 #include "formats/json.h"
 #include "text/unicode.h"
 
@@ -41,35 +42,6 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static pc_status read_file(const char *path, char **data, size_t *len, pc_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return pc_fail(err, PEFTC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            char *grown = realloc(buf, cap + 1);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                return pc_fail(err, PEFTC_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap);
-            }
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) { free(buf); return pc_fail(err, PEFTC_ERR_IO, "%s: read error", path); }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    return PEFTC_OK;
-}
 
 static pc_status parse_json_object(const char *path, cJSON **out, pc_error *err)
 {
@@ -422,7 +394,7 @@ static pc_status load_vocab_txt(pc_tokenizer *t, const char *path, const tok_con
 {
     char *data = NULL;
     size_t len = 0;
-    PC_TRY(read_file(path, &data, &len, err));
+    PC_TRY(pc_read_file(path, (size_t)1 << 30, &data, &len, err));
     pc_status s = parse_vocab_txt(&t->wordpiece.vocab, data, len, path, err);
     free(data);
     PC_TRY(s);

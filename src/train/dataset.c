@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "text/unicode.h"
 
 #define NO_COMPLETION SIZE_MAX
@@ -34,41 +35,6 @@ typedef struct pc_loader {
 } pc_loader;
 
 /* ---- reading ------------------------------------------------------------ */
-
-/* The whole file, NUL-terminated. */
-static pc_status read_all(const char *path, char **out, size_t *len_out, pc_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pc_fail(err, PEFTC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return pc_fail(err, PEFTC_ERR_IO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size, got = 0;
-    char *buf = malloc(size + 1);
-    if (!buf) {
-        close(fd);
-        return pc_fail(err, PEFTC_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, size + 1);
-    }
-    while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            int e = r < 0 ? errno : 0;
-            close(fd);
-            free(buf);
-            return pc_fail(err, PEFTC_ERR_IO, "%s: read failed after %zu of %zu bytes: %s", path, got,
-                           size, e ? strerror(e) : "file shrank while reading");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    buf[size] = '\0';
-    *out = buf;
-    *len_out = size;
-    return PEFTC_OK;
-}
 
 /* ---- rows --------------------------------------------------------------- */
 
@@ -577,7 +543,7 @@ static pc_status load_file(pc_loader *ld, pc_dataset **out, pc_error *err)
                        "%s: unknown dataset format (the name must end in .jsonl, .json, .csv or .tsv)", path);
     char *text = NULL;
     size_t len = 0;
-    PC_TRY(read_all(path, &text, &len, err));
+    PC_TRY(pc_read_file(path, (size_t)1 << 40, &text, &len, err));
     pc_status s = load_text(ld, fmt, text, len, err);
     if (s == PEFTC_OK) s = finish(ld, out, err);
     free(text);
