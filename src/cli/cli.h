@@ -3,6 +3,8 @@
 #ifndef PC_CLI_CLI_H
 #define PC_CLI_CLI_H
 
+#include <stdbool.h>
+
 #include "models/peft_model.h"
 #include "text/tokenizer.h"
 #include "train/config.h"
@@ -12,6 +14,11 @@
  * pos (n_pos). Returns 0, or prints the error and returns 2. */
 typedef struct cli_flags { int json, decode; } cli_flags;
 int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char ***pos, int *n_pos);
+
+/* The shape of every subcommand but train: parse --key value arguments into a fresh config, validate it,
+ * refuse positional arguments unless takes_args, require model_name_or_path, then run. */
+typedef int (*cli_runner)(pc_config *cfg, const cli_flags *flags, char **args, int n_args);
+int cli_command(const char *name, int argc, char **argv, bool takes_args, cli_runner run);
 void cli_print_error(const pc_error *err);
 
 /* A model (+ adapter) and its tokenizer for eval / predict / generate. */

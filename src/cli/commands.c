@@ -38,6 +38,24 @@ int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char
     return 0;
 }
 
+int cli_command(const char *name, int argc, char **argv, bool takes_args, cli_runner run)
+{
+    pc_config cfg;
+    pc_config_init(&cfg);
+    cli_flags flags = {0};
+    char **pos = NULL;
+    int n_pos = 0;
+    pc_error err = {0};
+    int rc = cli_parse_args(argc, argv, &cfg, &flags, &pos, &n_pos);
+    if (!rc && !takes_args && n_pos > 0) { fprintf(stderr, "peftc %s: unexpected argument '%s'\n", name, pos[0]); rc = 2; }
+    if (!rc && pc_config_validate(&cfg, &err) != PEFTC_OK) { cli_print_error(&err); rc = 2; }
+    if (!rc && !cfg.model_name_or_path) { fprintf(stderr, "peftc %s: --model_name_or_path is required\n", name); rc = 2; }
+    if (!rc) rc = run(&cfg, &flags, pos, n_pos);
+    free(pos);
+    pc_config_free(&cfg);
+    return rc;
+}
+
 /* ---------- train ---------- */
 
 static void print_message(void *ud, const char *text) { (void)ud; printf("%s\n", text); fflush(stdout); }
@@ -145,16 +163,9 @@ void unload(loaded *l)
     pc_tokenizer_free(l->tok);
 }
 
-/* Parses args into a fresh config; returns 0 or an exit code. */
-static int parse_command(int argc, char **argv, pc_config *cfg, cli_flags *flags, char ***pos, int *n_pos)
+static int run_eval(pc_config *cfg, const cli_flags *flags, char **args, int n_args)
 {
-    pc_config_init(cfg);
-    memset(flags, 0, sizeof *flags);
-    return cli_parse_args(argc, argv, cfg, flags, pos, n_pos);
-}
-
-static int run_eval(const pc_config *cfg, const cli_flags *flags)
-{
+    (void)args; (void)n_args;
     if (!cfg->validation_file) { fprintf(stderr, "peftc eval: --validation_file is required\n"); return 2; }
     loaded l = {0};
     int rc = load_inference(cfg, &l);
@@ -181,19 +192,7 @@ static int run_eval(const pc_config *cfg, const cli_flags *flags)
     return rc;
 }
 
-int cmd_eval(int argc, char **argv)
-{
-    pc_config cfg;
-    cli_flags flags;
-    char **pos = NULL;
-    int n_pos = 0;
-    int rc = parse_command(argc, argv, &cfg, &flags, &pos, &n_pos);
-    if (!rc && n_pos > 0) { fprintf(stderr, "peftc eval: unexpected argument '%s'\n", pos[0]); rc = 2; }
-    if (!rc) rc = run_eval(&cfg, &flags);
-    free(pos);
-    pc_config_free(&cfg);
-    return rc;
-}
+int cmd_eval(int argc, char **argv) { return cli_command("eval", argc, argv, false, run_eval); }
 
 static void softmax(float *p, const float *logits, int n)
 {
@@ -227,7 +226,7 @@ static void print_prediction(const pc_model *m, const char *text, const float *l
     printf("\t%s\n", text);
 }
 
-static int run_predict(const pc_config *cfg, const cli_flags *flags, char **texts, int n)
+static int run_predict(pc_config *cfg, const cli_flags *flags, char **texts, int n)
 {
     if (n == 0) { fprintf(stderr, "peftc predict: give one or more texts to classify\n"); return 2; }
     loaded l = {0};
@@ -257,18 +256,7 @@ static int run_predict(const pc_config *cfg, const cli_flags *flags, char **text
     return rc;
 }
 
-int cmd_predict(int argc, char **argv)
-{
-    pc_config cfg;
-    cli_flags flags;
-    char **pos = NULL;
-    int n_pos = 0;
-    int rc = parse_command(argc, argv, &cfg, &flags, &pos, &n_pos);
-    if (!rc) rc = run_predict(&cfg, &flags, pos, n_pos);
-    free(pos);
-    pc_config_free(&cfg);
-    return rc;
-}
+int cmd_predict(int argc, char **argv) { return cli_command("predict", argc, argv, true, run_predict); }
 
 /* ---------- tokenize ---------- */
 
@@ -318,9 +306,8 @@ static int decode_ids(const pc_tokenizer *tok, char **args, int n)
     return rc;
 }
 
-static int run_tokenize(const pc_config *cfg, const cli_flags *flags, char **texts, int n)
+static int run_tokenize(pc_config *cfg, const cli_flags *flags, char **texts, int n)
 {
-    if (!cfg->model_name_or_path) { fprintf(stderr, "peftc tokenize: --model_name_or_path is required\n"); return 2; }
     pc_tokenizer *tok = NULL;
     pc_error err = {0};
     if (pc_tokenizer_load(cfg->model_name_or_path, &tok, &err) != PEFTC_OK) { cli_print_error(&err); return 1; }
@@ -346,18 +333,7 @@ static int run_tokenize(const pc_config *cfg, const cli_flags *flags, char **tex
     return rc;
 }
 
-int cmd_tokenize(int argc, char **argv)
-{
-    pc_config cfg;
-    cli_flags flags;
-    char **pos = NULL;
-    int n_pos = 0;
-    int rc = parse_command(argc, argv, &cfg, &flags, &pos, &n_pos);
-    if (!rc) rc = run_tokenize(&cfg, &flags, pos, n_pos);
-    free(pos);
-    pc_config_free(&cfg);
-    return rc;
-}
+int cmd_tokenize(int argc, char **argv) { return cli_command("tokenize", argc, argv, true, run_tokenize); }
 
 /* ---------- inspect ---------- */
 

@@ -119,8 +119,9 @@ static int generate(const loaded *l, const pc_config *cfg, sampler *s)
     return 0;
 }
 
-static int run_generate(const pc_config *cfg)
+static int run_generate(pc_config *cfg, const cli_flags *flags, char **args, int n_args)
 {
+    (void)flags; (void)args; (void)n_args;
     loaded l = {0};
     int rc = load_inference(cfg, &l);
     if (rc) return rc;
@@ -143,20 +144,4 @@ static int run_generate(const pc_config *cfg)
     return rc;
 }
 
-int cmd_generate(int argc, char **argv)
-{
-    pc_config cfg;
-    pc_config_init(&cfg);
-    cli_flags flags = {0};
-    char **pos = NULL;
-    int n_pos = 0;
-    int rc = cli_parse_args(argc, argv, &cfg, &flags, &pos, &n_pos);
-    pc_error err = {0};
-    if (!rc && n_pos > 0) { fprintf(stderr, "peftc generate: unexpected argument '%s' (use --prompt)\n", pos[0]); rc = 2; }
-    if (!rc && pc_config_validate(&cfg, &err) != PEFTC_OK) { cli_print_error(&err); rc = 2; }
-    if (!rc && !cfg.model_name_or_path) { fprintf(stderr, "peftc generate: --model_name_or_path is required\n"); rc = 2; }
-    if (!rc) rc = run_generate(&cfg);
-    free(pos);
-    pc_config_free(&cfg);
-    return rc;
-}
+int cmd_generate(int argc, char **argv) { return cli_command("generate", argc, argv, false, run_generate); }

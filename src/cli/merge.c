@@ -86,8 +86,9 @@ static const char *dtype_name(int dtype)
     return dtype == PC_DT_BF16 ? "bfloat16" : dtype == PC_DT_F16 ? "float16" : "float32";
 }
 
-static int run_merge(const pc_config *cfg)
+static int run_merge(pc_config *cfg, const cli_flags *flags, char **args, int n_args)
 {
+    (void)flags; (void)args; (void)n_args;
     if (!cfg->adapter_name_or_path) { fprintf(stderr, "peftc merge: --adapter_name_or_path is required\n"); return 2; }
     if (!strcmp(cfg->output_dir, cfg->model_name_or_path)) {
         fprintf(stderr, "peftc merge: --output_dir must differ from --model_name_or_path\n");
@@ -116,24 +117,11 @@ static int run_merge(const pc_config *cfg)
     return rc;
 }
 
-int cmd_merge(int argc, char **argv)
-{
-    pc_config cfg;
-    pc_config_init(&cfg);
-    cli_flags flags = {0};
-    char **pos = NULL;
-    int n_pos = 0;
-    int rc = cli_parse_args(argc, argv, &cfg, &flags, &pos, &n_pos);
-    if (!rc && n_pos > 0) { fprintf(stderr, "peftc merge: unexpected argument '%s'\n", pos[0]); rc = 2; }
-    if (!rc && !cfg.model_name_or_path) { fprintf(stderr, "peftc merge: --model_name_or_path is required\n"); rc = 2; }
-    if (!rc) rc = run_merge(&cfg);
-    free(pos);
-    pc_config_free(&cfg);
-    return rc;
-}
+int cmd_merge(int argc, char **argv) { return cli_command("merge", argc, argv, false, run_merge); }
 
-static int run_quantize(pc_config *cfg)
+static int run_quantize(pc_config *cfg, const cli_flags *flags, char **args, int n_args)
 {
+    (void)flags; (void)args; (void)n_args;
     if (!strcmp(cfg->output_dir, cfg->model_name_or_path)) {
         fprintf(stderr, "peftc quantize: --output_dir must differ from --model_name_or_path\n");
         return 2;
@@ -159,20 +147,4 @@ static int run_quantize(pc_config *cfg)
     return rc;
 }
 
-int cmd_quantize(int argc, char **argv)
-{
-    pc_config cfg;
-    pc_config_init(&cfg);
-    cli_flags flags = {0};
-    char **pos = NULL;
-    int n_pos = 0;
-    pc_error err = {0};
-    int rc = cli_parse_args(argc, argv, &cfg, &flags, &pos, &n_pos);
-    if (!rc && n_pos > 0) { fprintf(stderr, "peftc quantize: unexpected argument '%s'\n", pos[0]); rc = 2; }
-    if (!rc && !cfg.model_name_or_path) { fprintf(stderr, "peftc quantize: --model_name_or_path is required\n"); rc = 2; }
-    if (!rc && pc_config_validate(&cfg, &err) != PEFTC_OK) { cli_print_error(&err); rc = 2; }
-    if (!rc) rc = run_quantize(&cfg);
-    free(pos);
-    pc_config_free(&cfg);
-    return rc;
-}
+int cmd_quantize(int argc, char **argv) { return cli_command("quantize", argc, argv, false, run_quantize); }
