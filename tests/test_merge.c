@@ -19,12 +19,13 @@ static void forward_logits(pc_model *m, float *out, long n)
     memcpy(out, m->logits, sizeof(float) * (size_t)n);
 }
 
-static void check_merge(const char *fixture)
+static void check_merge_with(const char *fixture, const char *adapter_fixture)
 {
     char model_dir[512], adapter_dir[512], out_dir[512], path[600];
     snprintf(model_dir, sizeof model_dir, "%s/model", pc_test_fixture(fixture));
-    snprintf(adapter_dir, sizeof adapter_dir, "%s/adapter_init", pc_test_fixture(fixture));
-    snprintf(out_dir, sizeof out_dir, "%s/merged-%d", pc_test_tmpdir(), (int)strlen(fixture) * 31 + fixture[16]);
+    snprintf(adapter_dir, sizeof adapter_dir, "%s/adapter_init", pc_test_fixture(adapter_fixture));
+    static int n_merged;
+    snprintf(out_dir, sizeof out_dir, "%s/merged-%d", pc_test_tmpdir(), n_merged++);
     pc_error err = {0};
     pc_model *m = NULL, *m2 = NULL;
     pc_peft_model *p = NULL;
@@ -70,7 +71,10 @@ static void check_merge(const char *fixture)
     pc_model_free(m);
 }
 
+static void check_merge(const char *fixture) { check_merge_with(fixture, fixture); }
+
 TEST(merge_lora_distilbert) { check_merge("distilbert_tiny/qv"); }
+TEST(merge_dora_distilbert) { check_merge_with("distilbert_tiny/qv", "dora/distilbert_qv"); }
 TEST(merge_rslora_all_linears_distilbert) { check_merge("distilbert_tiny/all"); }
 TEST(merge_lora_llama_gqa) { check_merge("causal_tiny/llama_gqa"); }
 TEST(merge_lora_conv1d_gpt2) { check_merge("causal_tiny/gpt2"); }

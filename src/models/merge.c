@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/gemm.h"
 #include "models/quantized.h"
 
 /* ---------- merge / unmerge ---------- */
@@ -21,15 +20,13 @@ static void merge_free(pc_merge_state *st)
     memset(st, 0, sizeof *st);
 }
 
-/* merged = W + s·(B A), in W's layout (a 4-bit W dequantized first). */
-static void lora_merged_weight(const pc_linear *lin, const pc_lora *l, float *merged)
+/* merged = W + s·(B A) (LoRA) or (m / ‖W + s·BA‖)·(W + s·BA) (DoRA), in W's layout (a 4-bit W dequantized first). */
+static pc_status lora_merged_weight(const pc_linear *lin, const pc_lora *l, float *merged, pc_error *err)
 {
     if (lin->q4) pc_q4_dequantize(lin->q4, merged);
     else memcpy(merged, lin->W, sizeof(float) * (size_t)lin->in * lin->out);
-    if (lin->w_in_out)  /* [in, out] += s (B A)^T = s A^T B^T */
-        pc_sgemm(true, true, lin->in, lin->out, l->r, l->scaling, l->A, l->in, l->B, l->r, 1.0f, merged, lin->out);
-    else                /* [out, in] += s B A */
-        pc_sgemm(false, false, lin->out, lin->in, l->r, l->scaling, l->B, l->r, l->A, l->in, 1.0f, merged, lin->in);
+    PC_TRY(pc_lora_merge(merged, lin->w_in_out, lin->in, lin->out, l->A, l->B, l->r, l->scaling, l->m, err));
+    return PEFTC_OK;
 }
 
 pc_status pc_peft_merge(pc_peft_model *p, pc_merge_state *st, pc_error *err)
@@ -51,7 +48,11 @@ pc_status pc_peft_merge(pc_peft_model *p, pc_merge_state *st, pc_error *err)
         if (!lin->lora) continue;
         float *merged = malloc(sizeof(float) * (size_t)lin->in * lin->out);
         if (!merged) { pc_peft_unmerge(st); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory merging %s", lin->name); }
-        lora_merged_weight(lin, lin->lora, merged);
+        if (lora_merged_weight(lin, lin->lora, merged, err) != PEFTC_OK) {
+            free(merged);
+            pc_peft_unmerge(st);
+            return pc_error_prefix(err, "%s", lin->name);
+        }
         st->linears[st->n] = lin;
         st->original[st->n] = lin->W;
         st->merged[st->n] = merged;

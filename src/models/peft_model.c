@@ -30,7 +30,8 @@ static pc_status attach_lora(pc_peft_model *p, pc_linear *lin, pc_lora *l, pc_rn
     PC_TRY(add_param(p, lin->name, ".lora_B.weight", l->B, l->dB, 2, lin->out, c->r, true, err));
     if (!c->use_dora) return PEFTC_OK;
     /* DoRA: PEFT saves the magnitude as "<module>.lora_magnitude_vector" (no ".weight"); it decays like a weight */
-    if (pc_dora_init(l, lin->W, lin->w_in_out, err) != PEFTC_OK) return pc_error_prefix(err, "%s", lin->name);
+    pc_base_weight w = pc_linear_base(lin);
+    if (pc_dora_init(l, &w, err) != PEFTC_OK) return pc_error_prefix(err, "%s", lin->name);
     return add_param(p, lin->name, ".lora_magnitude_vector", l->m, l->dm, 1, lin->out, 0, true, err);
 }
 

@@ -18,8 +18,6 @@ pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_er
 {
     if (lin->lora) PC_TRY(pc_lora_reserve(lin->lora, rows, err));
     if (!lin->q4) return PEFTC_OK;
-    if (lin->lora && lin->lora->m)
-        return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: DoRA on a 4-bit weight is not available yet", lin->name);
     size_t need = pc_q4_scratch_bytes(lin->q4, rows, lin->q4_compute, omp_get_max_threads());
     if (need > scratch->bytes) {
         void *p = realloc(scratch->p, need);
@@ -29,6 +27,16 @@ pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_er
     }
     lin->scratch = scratch;
     return PEFTC_OK;
+}
+
+pc_base_weight pc_linear_base(const pc_linear *lin)
+{
+    pc_base_weight w = { .W = lin->W, .w_in_out = lin->w_in_out, .q4 = lin->q4, .q4_compute = lin->q4_compute };
+    if (lin->scratch) {
+        w.scratch = lin->scratch->p;
+        w.scratch_bytes = lin->scratch->bytes;
+    }
+    return w;
 }
 
 /* y = x deq(W)^T (+ b) for a 4-bit weight; the fused kernel cannot fail with reserved scratch. */
@@ -43,8 +51,12 @@ void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool 
     if (lin->q4) forward_4bit(lin, y, x, rows);
     else if (lin->w_in_out) forward_in_out(lin, y, x, rows);
     else pc_linear_xwT(y, x, lin->W, lin->b, rows, lin->in, lin->out);
-    if (lin->lora && lin->lora->m) pc_dora_forward(lin->lora, y, x, lin->W, lin->w_in_out, lin->b, rows, training, rng);
-    else if (lin->lora) pc_lora_forward(lin->lora, y, x, rows, training, rng);
+    if (lin->lora && lin->lora->m) {
+        pc_base_weight w = pc_linear_base(lin);
+        pc_dora_forward(lin->lora, y, x, &w, lin->b, rows, training, rng);
+    } else if (lin->lora) {
+        pc_lora_forward(lin->lora, y, x, rows, training, rng);
+    }
 }
 
 void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float *dy, const float *x, int rows)
@@ -60,7 +72,8 @@ void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float 
         }
     }
     if (lin->lora && lin->lora->m) {  /* DoRA rescales the base product: it owns the whole input gradient */
-        pc_dora_backward(lin->lora, dx, accumulate, dy, x, lin->W, lin->w_in_out, rows);
+        pc_base_weight w = pc_linear_base(lin);
+        pc_dora_backward(lin->lora, dx, accumulate, dy, x, &w, rows);
         return;
     }
     float beta = accumulate ? 1.0f : 0.0f;

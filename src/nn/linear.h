@@ -31,6 +31,9 @@ typedef struct pc_linear {
     pc_scratch *scratch;/* for the fused 4-bit products (set by pc_linear_reserve) */
 } pc_linear;
 
+/* The frozen base weight as the adapter code sees it (f32 W or the 4-bit weight, with its scratch). */
+pc_base_weight pc_linear_base(const pc_linear *lin);
+
 /* Sizes the per-step buffers (adapter state, 4-bit scratch) for `rows` rows; no allocation happens in steps. */
 pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err);
 

@@ -126,6 +126,7 @@ static void delta_of_row(float *d, const float *A, const float *Brow, int r, int
     for (int j = 0; j < n; j++) d[j] = 0.0f;
     for (int k = 0; Brow && k < r; k++) {
         const float bk = Brow[k], *a = A + (long)k * in + i0;
+        #pragma omp simd
         for (int j = 0; j < n; j++) d[j] += bk * a[j];
     }
 }
@@ -137,6 +138,7 @@ static void delta_of_col(float *d, const float *A, const float *Bt, int r, int i
     for (int j = 0; j < n; j++) d[j] = 0.0f;
     for (int k = 0; Bt && k < r; k++) {
         const float ak = A[(long)k * in + i], *b = Bt + (long)k * out + o0;
+        #pragma omp simd
         for (int j = 0; j < n; j++) d[j] += b[j] * ak;
     }
 }
@@ -156,17 +158,28 @@ static bool all_zero(const float *v, long n)
     return true;
 }
 
-/* sum_i (W[o, i] + s (B A)[o, i])^2 for W stored [out, in]; w = W[o, :], Brow = B[o, :] or NULL.
- * One double accumulator per chunk position, so the additions do not wait on each other. */
-static double row_sumsq(const float *w, const float *A, const float *Brow, int r, int in, float s)
+/* Columns [i0, i0 + n) of row o of a base weight stored [out, in], in f32: W's own memory, or q4 dequantized
+ * into buf. */
+static const float *row_chunk(const pc_base_weight *w, int in, int o, int i0, int n, float *buf)
 {
-    float d[CHUNK];
+    if (!w->q4) return w->W + (long)o * in + i0;
+    pc_q4_dequantize_range(w->q4, (int64_t)o * in + i0, n, buf);
+    return buf;
+}
+
+/* sum_i (W[o, i] + s (B A)[o, i])^2 for W stored [out, in]; Brow = B[o, :] or NULL.
+ * One double accumulator per chunk position, so the additions do not wait on each other. */
+static double row_sumsq(const pc_base_weight *w, int o, const float *A, const float *Brow, int r, int in, float s)
+{
+    float d[CHUNK], buf[CHUNK];
     double acc[CHUNK] = { 0 }, sum = 0.0;
     for (int i0 = 0; i0 < in; i0 += CHUNK) {
         int n = min_int(CHUNK, in - i0);
+        const float *wr = row_chunk(w, in, o, i0, n, buf);
         delta_of_row(d, A, Brow, r, in, i0, n);
+        #pragma omp simd
         for (int j = 0; j < n; j++) {
-            float t = w[i0 + j] + s * d[j];
+            float t = wr[j] + s * d[j];
             acc[j] += (double)t * t;
         }
     }
@@ -183,6 +196,7 @@ static void cols_sumsq(double *acc, const float *W, const float *A, const float 
     for (int i = 0; i < in; i++) {
         delta_of_col(d, A, Bt, r, in, out, i, o0, n);
         const float *w = W + (long)i * out + o0;
+        #pragma omp simd
         for (int j = 0; j < n; j++) {
             float t = w[j] + s * d[j];
             acc[j] += (double)t * t;
@@ -190,50 +204,44 @@ static void cols_sumsq(double *acc, const float *W, const float *A, const float 
     }
 }
 
-/* sq[o] = ||W_o + s (B A)_o||^2 (B NULL: ||W_o||^2). wnorm2 (may be NULL) stands in for rows whose B is zero. */
-static void weight_sumsq(double *sq, const float *W, bool w_in_out, int in, int out, const float *A, const float *B,
-                         int r, float s, float *Bt, const double *wnorm2)
+/* sq[j] = ||W_o + s (B A)_o||^2 for the output rows o = o0 + j, j < cnt (B NULL: B = 0; Bt holds B^T when
+ * W is stored [in, out]). wnorm2 (may be NULL) stands in for rows whose B is zero. */
+static void block_sumsq(double *sq, const pc_base_weight *w, int in, int out, const float *A, const float *B,
+                        const float *Bt, int r, float s, const double *wnorm2, int o0, int cnt)
 {
-    if (!w_in_out) {
-        #pragma omp parallel for schedule(static)
-        for (int o = 0; o < out; o++) {
+    if (!w->w_in_out) {
+        for (int j = 0; j < cnt; j++) {
+            int o = o0 + j;
             const float *Brow = B ? B + (long)o * r : NULL;
-            sq[o] = wnorm2 && all_zero(Brow, r) ? wnorm2[o] : row_sumsq(W + (long)o * in, A, Brow, r, in, s);
+            sq[j] = wnorm2 && Brow && all_zero(Brow, r) ? wnorm2[o] : row_sumsq(w, o, A, Brow, r, in, s);
         }
-        return;
-    }
-    if (B) transpose_B(Bt, B, out, r);
-    #pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < out; o0 += CHUNK) {
-        int cnt = min_int(CHUNK, out - o0);
-        if (wnorm2 && all_zero(B + (long)o0 * r, (long)cnt * r))
-            memcpy(sq + o0, wnorm2 + o0, sizeof(double) * (size_t)cnt);
-        else
-            cols_sumsq(sq + o0, W, A, B ? Bt : NULL, r, in, out, s, o0, cnt);
+    } else if (wnorm2 && B && all_zero(B + (long)o0 * r, (long)cnt * r)) {
+        memcpy(sq, wnorm2 + o0, sizeof(double) * (size_t)cnt);
+    } else {
+        cols_sumsq(sq, w->W, A, B ? Bt : NULL, r, in, out, s, o0, cnt);
     }
 }
 
-void pc_lora_weight_norm(float *n, const float *W, bool w_in_out, int in, int out, const float *A, const float *B,
-                         int r, float s, float *Bt, const double *wnorm2)
+void pc_lora_weight_norm(float *n, const pc_base_weight *w, int in, int out, const float *A, const float *B, int r,
+                         float s, float *Bt, const double *wnorm2)
 {
-    if (!w_in_out) {
-        #pragma omp parallel for schedule(static)
-        for (int o = 0; o < out; o++) {
-            const float *Brow = B + (long)o * r;
-            double sq = wnorm2 && all_zero(Brow, r) ? wnorm2[o] : row_sumsq(W + (long)o * in, A, Brow, r, in, s);
-            n[o] = (float)sqrt(sq);
-        }
-        return;
-    }
-    transpose_B(Bt, B, out, r);
+    if (w->w_in_out) transpose_B(Bt, B, out, r);
+    const int step = w->w_in_out ? CHUNK : 1;   /* a thread takes a row of [out, in], or CHUNK columns of [in, out] */
     #pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < out; o0 += CHUNK) {
-        int cnt = min_int(CHUNK, out - o0);
+    for (int o0 = 0; o0 < out; o0 += step) {
         double sq[CHUNK];
-        if (wnorm2 && all_zero(B + (long)o0 * r, (long)cnt * r)) memcpy(sq, wnorm2 + o0, sizeof(double) * (size_t)cnt);
-        else cols_sumsq(sq, W, A, Bt, r, in, out, s, o0, cnt);
+        int cnt = min_int(step, out - o0);
+        block_sumsq(sq, w, in, out, A, B, Bt, r, s, wnorm2, o0, cnt);
         for (int j = 0; j < cnt; j++) n[o0 + j] = (float)sqrt(sq[j]);
     }
+}
+
+void pc_lora_row_norms2(double *wnorm2, const pc_base_weight *w, int in, int out)
+{
+    const int step = w->w_in_out ? CHUNK : 1;
+    #pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < out; o0 += step)
+        block_sumsq(wnorm2 + o0, w, in, out, NULL, NULL, NULL, 0, 0.0f, NULL, o0, min_int(step, out - o0));
 }
 
 /* W <- f[o] (W + s (B A)) per output row o (f NULL: 1), W laid out as w_in_out says; Bt: [r, out] scratch. */
@@ -277,7 +285,8 @@ pc_status pc_lora_merge(float *W, bool w_in_out, int in, int out, const float *A
     }
     if (m) {
         /* DoRA: f = m / ||W + s B A|| per output row, from the weights before the merge */
-        pc_lora_weight_norm(f, W, w_in_out, in, out, A, B, r, s, Bt, NULL);
+        pc_base_weight base = { .W = W, .w_in_out = w_in_out };
+        pc_lora_weight_norm(f, &base, in, out, A, B, r, s, Bt, NULL);
         for (int o = 0; o < out; o++) f[o] = m[o] / f[o];
     }
     add_delta(W, w_in_out, in, out, A, B, r, s, f, Bt);

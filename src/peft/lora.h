@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "base/rng.h"
+#include "kernels/gemm4.h"
 
 typedef enum { PC_LORA_INIT_DEFAULT, PC_LORA_INIT_GAUSSIAN, PC_LORA_INIT_NONE } pc_lora_init;
 
@@ -35,6 +36,18 @@ typedef struct pc_lora {
     float *z;           /* [rows, out] the rescaled part x_d W^T + s x_d A^T B^T of the last forward */
 } pc_lora;
 
+/* The frozen base weight an adapter sits on, as DoRA reads it: f32 W ([out, in] as nn.Linear stores it, or
+ * [in, out] when w_in_out, PEFT's fan_in_fan_out), or a 4-bit q4 ([out, in]; W NULL) with its compute type
+ * and the scratch its fused products run in. */
+typedef struct pc_base_weight {
+    const float *W;
+    bool w_in_out;
+    const pc_q4_weight *q4;
+    pc_q4_compute q4_compute;
+    void *scratch;
+    size_t scratch_bytes;
+} pc_base_weight;
+
 /* Scaling factor s of a LoRA adapter. */
 float pc_lora_scaling(double alpha, int r, bool use_rslora);
 
@@ -56,14 +69,14 @@ void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool traini
  * Uses the state saved by the last forward on the same x. */
 void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, int rows);
 
-/* n[o] = ||W_o + s (B A)_o||_2 for every output row o (W laid out as for pc_lora_merge), the sum of squares
- * in double. Bt: [r, out] scratch when w_in_out, unused otherwise. wnorm2 (may be NULL): the squared row
- * norms of W from pc_lora_row_norms2; rows whose B row is zero take its root without reading W (the
- * same value, bit for bit). */
-void pc_lora_weight_norm(float *n, const float *W, bool w_in_out, int in, int out, const float *A, const float *B,
-                         int r, float s, float *Bt, const double *wnorm2);
+/* n[o] = ||W_o + s (B A)_o||_2 for every output row o of the base weight (a 4-bit one dequantized), the sum
+ * of squares in double. Bt: [r, out] scratch for an f32 W stored [in, out], unused otherwise. wnorm2 (may be
+ * NULL): the squared row norms of W from pc_lora_row_norms2; rows whose B row is zero take its root without
+ * reading W (the same value, bit for bit). */
+void pc_lora_weight_norm(float *n, const pc_base_weight *w, int in, int out, const float *A, const float *B, int r,
+                         float s, float *Bt, const double *wnorm2);
 /* wnorm2[o] = ||W_o||^2, summed as pc_lora_weight_norm sums. */
-void pc_lora_row_norms2(double *wnorm2, const float *W, bool w_in_out, int in, int out);
+void pc_lora_row_norms2(double *wnorm2, const pc_base_weight *w, int in, int out);
 
 /* merge_and_unload for one Linear, in place on its f32 base weight W ([out, in] as nn.Linear, or
  * [in, out] when w_in_out, PEFT's fan_in_fan_out), as PEFT merges:
