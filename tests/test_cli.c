@@ -277,4 +277,16 @@ TEST(cli_stories_lora_lowers_validation_loss_and_generates)
              model, pc_test_tmpdir());
     CHECK_MSG(run_peftc(args, out, sizeof out) == 0, "%s", out);
     CHECK(strlen(out) > 10);
+    /* merge_and_unload: the merged directory generates what the adapter did */
+    char with_adapter[4096], merged[4096];
+    snprintf(args, sizeof args, "generate --model_name_or_path %s --adapter_name_or_path %s/stories "
+             "--prompt \"Once upon a time\" --max_new_tokens 24", model, pc_test_tmpdir());
+    CHECK_MSG(run_peftc(args, with_adapter, sizeof with_adapter) == 0, "%s", with_adapter);
+    snprintf(args, sizeof args, "merge --model_name_or_path %s --adapter_name_or_path %s/stories --output_dir %s/merged",
+             model, pc_test_tmpdir(), pc_test_tmpdir());
+    CHECK_MSG(run_peftc(args, out, sizeof out) == 0, "%s", out);
+    snprintf(args, sizeof args, "generate --model_name_or_path %s/merged --prompt \"Once upon a time\" --max_new_tokens 24",
+             pc_test_tmpdir());
+    CHECK_MSG(run_peftc(args, merged, sizeof merged) == 0, "%s", merged);
+    CHECK_STR_EQ(merged, with_adapter);
 }

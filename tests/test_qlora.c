@@ -107,7 +107,8 @@ static void save_quantized(pc_model *m, const char *fixture, const char *dir)
     pc_error err = {0};
     CHECK(pc_mkdirs(dir, &err) == PEFTC_OK);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    CHECK_MSG(pc_model_save_weights(m, path, PC_DT_F32, &err) == PEFTC_OK, "%s", err.msg);
+    pc_quant_options o = { PC_Q4_NF4, true, PC_Q4_COMPUTE_F32, NULL, 0 };
+    CHECK_MSG(pc_model_save_weights_4bit(m, path, PC_DT_F32, &o, &err) == PEFTC_OK, "%s", err.msg);
     snprintf(src, sizeof src, "%s/model/config.json", pc_test_fixture(fixture));
     snprintf(path, sizeof path, "%s/config.json", dir);
     CHECK(pc_copy_file(src, path, &err) == PEFTC_OK);

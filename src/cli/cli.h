@@ -12,7 +12,7 @@
 /* Splits argv into --key value pairs applied to cfg (keys without a value are booleans),
  * CLI-only flags (--json, --decode...) recorded in *flags, and positional arguments in
  * pos (n_pos). Returns 0, or prints the error and returns 2. */
-typedef struct cli_flags { int json, decode; } cli_flags;
+typedef struct cli_flags { int json, decode, requantize; } cli_flags;
 int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char ***pos, int *n_pos);
 
 /* The shape of every subcommand but train: parse --key value arguments into a fresh config, validate it,

@@ -31,6 +31,7 @@ int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char
         snprintf(key, sizeof key, "%.*s", (int)klen, a + 2);
         if (!strcmp(key, "json")) { flags->json = 1; continue; }
         if (!strcmp(key, "decode")) { flags->decode = 1; continue; }
+        if (!strcmp(key, "requantize")) { flags->requantize = 1; continue; }
         const char *value = eq ? eq + 1 : NULL;
         if (!value && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) value = argv[++i];
         if (pc_config_set(cfg, key, value, "command line", &err) != PEFTC_OK) { cli_print_error(&err); return 2; }

@@ -18,6 +18,7 @@ static void usage(FILE *out)
         "                 [--temperature T --top_k K --top_p P --seed S]   greedy unless sampling is asked for\n"
         "  peftc tokenize --model_name_or_path DIR [--json] [--max_length N] TEXT...   (--decode ID... for text)\n"
         "  peftc merge --model_name_or_path DIR --adapter_name_or_path OUT --output_dir MERGED   merge_and_unload\n"
+        "              [--load_in_4bit true (the QLoRA base)] [--requantize (write 4-bit again)]\n"
         "  peftc quantize --model_name_or_path DIR --output_dir DIR4 [--bnb_4bit_quant_type nf4] [--bnb_4bit_use_double_quant true]\n"
         "  peftc inspect FILE.safetensors\n"
         "  peftc demo [--output_dir DIR]              the whole recipe on a built-in model and dataset\n\n"

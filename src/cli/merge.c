@@ -88,7 +88,7 @@ static const char *dtype_name(int dtype)
 
 static int run_merge(pc_config *cfg, const cli_flags *flags, char **args, int n_args)
 {
-    (void)flags; (void)args; (void)n_args;
+    (void)args; (void)n_args;
     if (!cfg->adapter_name_or_path) { fprintf(stderr, "peftc merge: --adapter_name_or_path is required\n"); return 2; }
     if (!strcmp(cfg->output_dir, cfg->model_name_or_path)) {
         fprintf(stderr, "peftc merge: --output_dir must differ from --model_name_or_path\n");
@@ -104,11 +104,16 @@ static int run_merge(pc_config *cfg, const cli_flags *flags, char **args, int n_
     int dtype = l.model->checkpoint_dtype;
     pc_status s = pc_mkdirs(cfg->output_dir, &err);
     if (!s) s = pc_peft_merge(l.peft, &st, &err);
-    if (!s) {
-        s = pc_model_save_weights(l.model, path, (pc_dtype)dtype, &err);
+    pc_quant_options q = { strcmp(cfg->bnb_4bit_quant_type, "nf4") == 0 ? PC_Q4_NF4 : PC_Q4_FP4,
+                           cfg->bnb_4bit_use_double_quant, PC_Q4_COMPUTE_F32, cfg->llm_int8_skip_modules,
+                           cfg->n_llm_int8_skip_modules };
+    if (!s) {  /* --requantize: the merged model written in 4 bits again (bnb_4bit_* settings) */
+        s = flags->requantize ? pc_model_save_weights_4bit(l.model, path, (pc_dtype)dtype, &q, &err)
+                              : pc_model_save_weights(l.model, path, (pc_dtype)dtype, &err);
         pc_peft_unmerge(&st);
     }
-    if (!s) s = write_config(l.model, cfg->model_name_or_path, cfg->output_dir, dtype_name(dtype), NULL, &err);
+    if (!s) s = write_config(l.model, cfg->model_name_or_path, cfg->output_dir, dtype_name(dtype),
+                             flags->requantize ? quantization_config(cfg) : NULL, &err);
     if (!s) s = copy_tokenizer_files(cfg->model_name_or_path, cfg->output_dir, &err);
     if (s) { cli_print_error(&err); rc = 1; }
     else printf("merged %d adapted Linear%s into %s/ (%s): loads with from_pretrained, no PEFT needed\n",
@@ -135,8 +140,11 @@ static int run_quantize(pc_config *cfg, const cli_flags *flags, char **args, int
     snprintf(path, sizeof path, "%s/model.safetensors", cfg->output_dir);
     int dtype = l.model->checkpoint_dtype, n = 0;
     for (int i = 0; i < l.model->n_linears; i++) n += l.model->linears[i]->q4 != NULL;
+    pc_quant_options q = { strcmp(cfg->bnb_4bit_quant_type, "nf4") == 0 ? PC_Q4_NF4 : PC_Q4_FP4,
+                           cfg->bnb_4bit_use_double_quant, PC_Q4_COMPUTE_F32, cfg->llm_int8_skip_modules,
+                           cfg->n_llm_int8_skip_modules };
     pc_status s = pc_mkdirs(cfg->output_dir, &err);
-    if (!s) s = pc_model_save_weights(l.model, path, (pc_dtype)dtype, &err);
+    if (!s) s = pc_model_save_weights_4bit(l.model, path, (pc_dtype)dtype, &q, &err);
     if (!s) s = write_config(l.model, cfg->model_name_or_path, cfg->output_dir, dtype_name(dtype),
                              quantization_config(cfg), &err);
     if (!s) s = copy_tokenizer_files(cfg->model_name_or_path, cfg->output_dir, &err);

@@ -109,7 +109,9 @@ typedef struct tensor_set {
     int n, cap;
     char *q4_names[64 * 1024];       /* names and quant_state JSON of 4-bit weights */
     char *q4_json[8 * 1024];
-    int n_q4_names, n_q4_json;
+    pc_q4_weight *temp_q4[8 * 1024];
+    float *temp_f32[8 * 1024];
+    int n_q4_names, n_q4_json, n_temp_q4, n_temp_f32;
 } tensor_set;
 
 static pc_status add_item(tensor_set *t, const char *name, const float *data, int ndim, int64_t d0, int64_t d1,
@@ -147,6 +149,8 @@ static void set_free(tensor_set *t)
 {
     for (int i = 0; i < t->n_q4_names; i++) free(t->q4_names[i]);
     for (int i = 0; i < t->n_q4_json; i++) free(t->q4_json[i]);
+    for (int i = 0; i < t->n_temp_q4; i++) { pc_q4_free(t->temp_q4[i]); free(t->temp_q4[i]); }
+    for (int i = 0; i < t->n_temp_f32; i++) free(t->temp_f32[i]);
     for (int i = 0; i < t->n; i++) { free((char *)t->items[i].name); free(t->owned[i]); }
     free(t->items);
     free(t->owned);
@@ -188,7 +192,30 @@ static bool is_extra_data(const pc_model *m, const float *data)
     return false;
 }
 
-static pc_status collect(const pc_model *m, tensor_set *t, pc_dtype dtype, pc_error *err)
+/* Writes lin through a temporary 4-bit copy (kept in t->temp_q4 until the file is written). */
+static pc_status add_requantized(tensor_set *t, const pc_linear *lin, const pc_quant_options *o, pc_error *err)
+{
+    if (t->n_temp_q4 >= 8 * 1024) return pc_fail(err, PEFTC_ERR_INVALID, "too many Linears");
+    pc_q4_weight *q = NULL;
+    PC_TRY(pc_linear_quantize_copy(lin, o, &q, err));
+    t->temp_q4[t->n_temp_q4++] = q;
+    pc_linear view = *lin;
+    view.q4 = q;
+    return add_q4(t, &view, err);
+}
+
+/* A 4-bit weight written in full precision (PEFT's path for merged QLoRA models). */
+static pc_status add_dequantized(tensor_set *t, const char *key, const pc_linear *lin, pc_dtype dtype, pc_error *err)
+{
+    if (t->n_temp_f32 >= 8 * 1024) return pc_fail(err, PEFTC_ERR_INVALID, "too many Linears");
+    float *w = malloc(sizeof(float) * (size_t)lin->in * lin->out);
+    if (!w) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory dequantizing %s", lin->name);
+    pc_q4_dequantize(lin->q4, w);
+    t->temp_f32[t->n_temp_f32++] = w;
+    return add_item(t, key, w, 2, lin->out, lin->in, dtype, err);
+}
+
+static pc_status collect(const pc_model *m, tensor_set *t, pc_dtype dtype, const pc_quant_options *o, pc_error *err)
 {
     char key[200];
     for (int i = 0; i < m->n_extra_tensors; i++) {
@@ -199,7 +226,9 @@ static pc_status collect(const pc_model *m, tensor_set *t, pc_dtype dtype, pc_er
         const pc_linear *lin = m->linears[i];
         if (lin->W && is_extra_data(m, lin->W)) continue;  /* a head tied to the embeddings */
         snprintf(key, sizeof key, "%s.weight", lin->name);
-        if (lin->q4) PC_TRY(add_q4(t, lin, err));
+        if (lin->q4 && o) PC_TRY(add_q4(t, lin, err));
+        else if (lin->q4) PC_TRY(add_dequantized(t, key, lin, dtype, err));
+        else if (o && !pc_quant_keeps_full_precision(m, lin, o)) PC_TRY(add_requantized(t, lin, o, err));
         else PC_TRY(add_item(t, key, lin->W, 2, lin->w_in_out ? lin->in : lin->out, lin->w_in_out ? lin->out : lin->in,
                              dtype, err));
         snprintf(key, sizeof key, "%s.bias", lin->name);
@@ -215,15 +244,27 @@ static pc_status collect(const pc_model *m, tensor_set *t, pc_dtype dtype, pc_er
     return PEFTC_OK;
 }
 
-pc_status pc_model_save_weights(const pc_model *m, const char *path, pc_dtype dtype, pc_error *err)
+static pc_status save_weights(const pc_model *m, const char *path, pc_dtype dtype, const pc_quant_options *o,
+                              pc_error *err)
 {
     if (dtype != PC_DT_F32 && dtype != PC_DT_BF16 && dtype != PC_DT_F16)
         return pc_fail(err, PEFTC_ERR_INVALID, "models are written as F32, BF16 or F16");
     tensor_set *t = calloc(1, sizeof *t);
     if (!t) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
-    pc_status s = collect(m, t, dtype, err);
+    pc_status s = collect(m, t, dtype, o, err);
     if (!s) s = pc_st_write(path, t->items, t->n, NULL, err);
     set_free(t);
     free(t);
     return s;
+}
+
+pc_status pc_model_save_weights(const pc_model *m, const char *path, pc_dtype dtype, pc_error *err)
+{
+    return save_weights(m, path, dtype, NULL, err);
+}
+
+pc_status pc_model_save_weights_4bit(const pc_model *m, const char *path, pc_dtype dtype, const pc_quant_options *o,
+                                     pc_error *err)
+{
+    return save_weights(m, path, dtype, o, err);
 }

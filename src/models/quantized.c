@@ -11,7 +11,7 @@
 
 /* transformers keeps the output head in full precision, and PEFT trains modules_to_save in full
  * (matched, like modules_to_save, by plain name suffix). */
-static bool keep_full_precision(const pc_model *m, const pc_linear *lin, const pc_quant_options *o)
+bool pc_quant_keeps_full_precision(const pc_model *m, const pc_linear *lin, const pc_quant_options *o)
 {
     if (m->output_linear && strcmp(lin->name, m->output_linear) == 0) return true;
     for (int i = 0; i < o->n_skip; i++) {
@@ -32,18 +32,26 @@ static float *weight_out_in(const pc_linear *lin, bool *owned)
     return t;
 }
 
+pc_status pc_linear_quantize_copy(const pc_linear *lin, const pc_quant_options *o, pc_q4_weight **out, pc_error *err)
+{
+    bool owned;
+    float *W = weight_out_in(lin, &owned);
+    pc_q4_weight *q = calloc(1, sizeof *q);
+    if (!W || !q) { if (owned) free(W); free(q); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory quantizing %s", lin->name); }
+    pc_status s = pc_q4_quantize(W, lin->out, lin->in, o->type, o->double_quant, q, err);
+    if (owned) free(W);
+    if (s) { free(q); return pc_error_prefix(err, "%s", lin->name); }
+    *out = q;
+    return PEFTC_OK;
+}
+
 pc_status pc_model_quantize_4bit(pc_model *m, const pc_quant_options *o, pc_error *err)
 {
     for (int i = 0; i < m->n_linears; i++) {
         pc_linear *lin = m->linears[i];
-        if (lin->q4 || lin->dW || keep_full_precision(m, lin, o)) continue;
-        bool owned;
-        float *W = weight_out_in(lin, &owned);
-        pc_q4_weight *q = calloc(1, sizeof *q);
-        if (!W || !q) { if (owned) free(W); free(q); return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory quantizing %s", lin->name); }
-        pc_status s = pc_q4_quantize(W, lin->out, lin->in, o->type, o->double_quant, q, err);
-        if (owned) free(W);
-        if (s) { free(q); return pc_error_prefix(err, "%s", lin->name); }
+        if (lin->q4 || lin->dW || pc_quant_keeps_full_precision(m, lin, o)) continue;
+        pc_q4_weight *q = NULL;
+        PC_TRY(pc_linear_quantize_copy(lin, o, &q, err));
         lin->q4 = q;
         lin->q4_compute = o->compute;
         lin->W = NULL;  /* the full-precision weight is no longer used (its mmap pages can be dropped) */

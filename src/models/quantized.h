@@ -19,6 +19,10 @@ typedef struct pc_quant_options {
  * replace_with_bnb_linear; their full-precision weights are dropped. */
 pc_status pc_model_quantize_4bit(pc_model *m, const pc_quant_options *o, pc_error *err);
 void pc_model_free_4bit(pc_model *m);
+/* Whether transformers' rules keep this Linear in full precision under o. */
+bool pc_quant_keeps_full_precision(const pc_model *m, const pc_linear *lin, const pc_quant_options *o);
+/* A 4-bit copy of lin's full-precision weight (lin unchanged); *out is allocated. */
+pc_status pc_linear_quantize_copy(const pc_linear *lin, const pc_quant_options *o, pc_q4_weight **out, pc_error *err);
 
 /* Whether a checkpoint stores `module` as a bitsandbytes 4-bit weight. */
 bool pc_checkpoint_has_4bit(const pc_safetensors *st, const char *module);
