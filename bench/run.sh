@@ -51,12 +51,17 @@ for mode in installed tuned bf16; do
   fi
 done
 
-# The table: tokens/s, ms/step and peak RSS per case, and peftc's tokens/s over each case's.
+# The table: per case tokens/s over all timed steps, ms/step, tokens/s of the fastest step (other work on
+# the machine disturbs it less), peak RSS, and peftc's tokens/s over the case's (mean and fastest step).
 echo
 echo "== DistilBERT-base LoRA r8 q_lin,v_lin, batch 16 x 64, $STEPS steps, $THREADS threads"
-peftc_tps=$(awk '{print $4}' "$LOG/peftc" 2>/dev/null)
-printf '| %-44s | %9s | %8s | %11s | %11s |\n' case tokens/s ms/step "peak RSS MB" "peftc/case"
-printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" ----------: ---------: ------------: ------------:
+echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (at the end)"
+peftc_tps=0 peftc_best=0
+[ -s "$LOG/peftc" ] && read -r _ _ _ peftc_tps _ _ _ _ _ peftc_best < "$LOG/peftc"
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-" }'; }
+row() { printf '| %-42s | %8s | %7s | %12s | %11s | %10s | %12s |\n' "$@"; }
+row case tokens/s ms/step "fastest tok/s" "peak RSS MB" "peftc/case" "(fastest)"
+echo "|--------------------------------------------|---------:|--------:|--------------:|------------:|-----------:|-------------:|"
 describe() {
   case $1 in
     peftc) echo "peftc (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-default})" ;;
@@ -69,13 +74,12 @@ describe() {
 for name in peftc peftc-skx torch-installed torch-tuned torch-bf16; do
   [ "$name" = peftc-skx ] && [ ! -e "$LOG/peftc-skx.out" ] && continue
   if [ -s "$LOG/$name" ]; then
-    read -r _ _ _ tps _ ms _ rss < "$LOG/$name"
-    ratio=$(awk -v a="$peftc_tps" -v b="$tps" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-" }')
-    printf '| %-44s | %9s | %8s | %11s | %11s |\n' "$(describe "$name")" "$tps" "$ms" "$rss" "$ratio"
+    read -r _ _ _ tps _ ms _ rss _ best < "$LOG/$name"
+    row "$(describe "$name")" "$tps" "$ms" "$best" "$rss" "$(ratio "$peftc_tps" "$tps")" "$(ratio "$peftc_best" "$best")"
   else
     why="no result"
-    grep -q 'PyTorch not installed' "$LOG/$name.out" 2>/dev/null && why="no torch"
-    printf '| %-44s | %9s | %8s | %11s | %11s |\n' "$(describe "$name")" "-" "-" "-" "$why"
+    grep -q 'PyTorch not installed' "$LOG/$name.out" 2>/dev/null && why="skipped: no torch"
+    row "$(describe "$name")" - - - - - "$why"
   fi
 done
 exit $status
