@@ -222,7 +222,8 @@ int main(int argc, char **argv)
         char what[64];
         snprintf(what, sizeof what, "%s: %d", s->what, s->per_layer);
         printf("%-40s %5d %5d %5d %9.1f %6.1f%%\n", what, s->M, s->N, s->K, gf, peak > 0 ? 100 * gf / peak : 0);
-        printf("result gemm %s,%d,%d,%d GFLOP/s %.1f\n", s->ta ? "T" : "N", s->M, s->N, s->K, gf);
+        printf("result gemm %c%c,%d,%d,%d GFLOP/s %.1f\n", s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', s->M, s->N, s->K,
+               gf);
         double f = 2.0 * s->M * s->N * s->K * s->per_layer;
         flops_all += f;
         time_all += f / (gf * 1e9);
