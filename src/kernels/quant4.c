@@ -206,7 +206,7 @@ pc_status pc_q4_quantize(const float *W, int64_t rows, int64_t cols, pc_q4_type 
 {
     memset(out, 0, sizeof *out);
     PC_TRY(check_input(W, rows, cols, type, err));
-    pc_q4_weight w = {.type = type, .rows = rows, .cols = cols, .nested = double_quant, .owns_memory = true};
+    pc_q4_weight w = {.type = type, .rows = rows, .cols = cols, .nested = double_quant, .owned = PC_Q4_OWN_ALL};
     int64_t n = rows * cols, nblocks = pc_q4_blocks(&w);
     w.packed = malloc((size_t)((n + 1) / 2));
     float *absmax = malloc(sizeof(float) * (size_t)nblocks);
@@ -233,12 +233,10 @@ pc_status pc_q4_quantize(const float *W, int64_t rows, int64_t cols, pc_q4_type 
 
 void pc_q4_free(pc_q4_weight *w)
 {
-    if (w->owns_memory) {
-        free(w->packed);
-        free(w->absmax);
-        free(w->qabsmax);
-        free(w->absmax2);
-    }
+    if (w->owned & PC_Q4_OWN_PACKED) free(w->packed);
+    if (w->owned & PC_Q4_OWN_ABSMAX) free(w->absmax);
+    if (w->owned & PC_Q4_OWN_QABSMAX) free(w->qabsmax);
+    if (w->owned & PC_Q4_OWN_ABSMAX2) free(w->absmax2);
     memset(w, 0, sizeof *w);
 }
 

@@ -38,8 +38,10 @@ typedef struct pc_q4_weight {
     float *absmax2;       /* [pc_q4_nested_blocks(w)] when nested */
     float offset;         /* when nested */
     float code2[256];     /* the nested map (when nested): a checkpoint's nested_quant_map */
-    bool owns_memory;     /* pc_q4_free releases packed, absmax, qabsmax and absmax2 */
+    unsigned owned;       /* PC_Q4_OWN_* bits: the arrays pc_q4_free releases (the others point into a mapped file) */
 } pc_q4_weight;
+
+enum { PC_Q4_OWN_PACKED = 1, PC_Q4_OWN_ABSMAX = 2, PC_Q4_OWN_QABSMAX = 4, PC_Q4_OWN_ABSMAX2 = 8, PC_Q4_OWN_ALL = 15 };
 
 int64_t pc_q4_numel(const pc_q4_weight *w);
 int64_t pc_q4_blocks(const pc_q4_weight *w);        /* ceil(numel / 64) */

@@ -3,6 +3,7 @@
  * reading / writing bitsandbytes' serialized form (peft_facts.md §6.2, §6.9). */
 #include "models/quantized.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,16 +85,25 @@ bool pc_checkpoint_has_4bit(const pc_safetensors *st, const char *module)
     return find(st, module, ".weight.quant_state.bitsandbytes__nf4") || find(st, module, ".weight.quant_state.bitsandbytes__fp4");
 }
 
-/* Copies a tensor's bytes into an owned buffer of exactly `bytes` (checking dtype and size). */
-static pc_status copy_tensor(const pc_st_tensor *t, const char *what, pc_dtype dtype, size_t bytes, void **dst,
-                             pc_error *err)
+/* Points *dst at a tensor's bytes in the mapped checkpoint (checking dtype and size), so the 4-bit weights are
+ * resident once, as file pages, rather than twice. A tensor whose offset breaks its type's alignment is copied
+ * into an owned buffer instead, and `own_bit` is set in q->owned. The checkpoint stays mapped while the model
+ * lives (frozen float weights point into it too). */
+static pc_status view_tensor(const pc_st_tensor *t, const char *what, pc_dtype dtype, size_t bytes, void **dst,
+                             pc_q4_weight *q, unsigned own_bit, pc_error *err)
 {
     if (!t) return pc_fail(err, PEFTC_ERR_FORMAT, "4-bit weight: tensor '%s' is missing", what);
     if (t->dtype != dtype || t->nbytes != bytes)
         return pc_fail(err, PEFTC_ERR_FORMAT, "4-bit weight: tensor '%s' is %s with %zu bytes, expected %s with %zu",
                        t->name, pc_dtype_name(t->dtype), t->nbytes, pc_dtype_name(dtype), bytes);
+    size_t align = dtype == PC_DT_F32 ? sizeof(float) : 1;
+    if ((uintptr_t)t->data % align == 0) {
+        *dst = (void *)t->data;
+        return PEFTC_OK;
+    }
     if (!(*dst = malloc(bytes ? bytes : 1))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     memcpy(*dst, t->data, bytes);
+    q->owned |= own_bit;
     return PEFTC_OK;
 }
 
@@ -145,16 +155,17 @@ static pc_status read_4bit(const pc_safetensors *st, const char *module, pc_q4_w
     int64_t blocks = pc_q4_blocks(q), nested_blocks = pc_q4_nested_blocks(q);
     char what[300];
     snprintf(what, sizeof what, "%s.weight", module);
-    PC_TRY(copy_tensor(find(st, module, ".weight"), what, PC_DT_U8, (size_t)(pc_q4_numel(q) + 1) / 2,
-                       (void **)&q->packed, err));
+    PC_TRY(view_tensor(find(st, module, ".weight"), what, PC_DT_U8, (size_t)(pc_q4_numel(q) + 1) / 2,
+                       (void **)&q->packed, q, PC_Q4_OWN_PACKED, err));
     snprintf(what, sizeof what, "%s.weight.absmax", module);
     if (!q->nested)
-        return copy_tensor(find(st, module, ".weight.absmax"), what, PC_DT_F32, sizeof(float) * (size_t)blocks,
-                           (void **)&q->absmax, err);
-    PC_TRY(copy_tensor(find(st, module, ".weight.absmax"), what, PC_DT_U8, (size_t)blocks, (void **)&q->qabsmax, err));
+        return view_tensor(find(st, module, ".weight.absmax"), what, PC_DT_F32, sizeof(float) * (size_t)blocks,
+                           (void **)&q->absmax, q, PC_Q4_OWN_ABSMAX, err);
+    PC_TRY(view_tensor(find(st, module, ".weight.absmax"), what, PC_DT_U8, (size_t)blocks, (void **)&q->qabsmax, q,
+                       PC_Q4_OWN_QABSMAX, err));
     snprintf(what, sizeof what, "%s.weight.nested_absmax", module);
-    PC_TRY(copy_tensor(find(st, module, ".weight.nested_absmax"), what, PC_DT_F32, sizeof(float) * (size_t)nested_blocks,
-                       (void **)&q->absmax2, err));
+    PC_TRY(view_tensor(find(st, module, ".weight.nested_absmax"), what, PC_DT_F32,
+                       sizeof(float) * (size_t)nested_blocks, (void **)&q->absmax2, q, PC_Q4_OWN_ABSMAX2, err));
     const pc_st_tensor *map2 = find(st, module, ".weight.nested_quant_map");
     if (!map2) return pc_fail(err, PEFTC_ERR_FORMAT, "4-bit weight: tensor '%s.weight.nested_quant_map' is missing", module);
     return pc_st_read_f32(map2, q->code2, 256, err);
@@ -167,7 +178,6 @@ pc_status pc_linear_load_4bit(const pc_safetensors *st, const char *module, pc_l
     if (!q) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     q->rows = lin->out;
     q->cols = lin->in;
-    q->owns_memory = true;
     pc_status s = read_4bit(st, module, q, err);
     if (s) { pc_q4_free(q); free(q); return s; }
     lin->q4 = q;
