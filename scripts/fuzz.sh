@@ -36,7 +36,7 @@ for t in "$@"; do
     nice -n 19 "$bin/fuzz_$t" build-fuzz/corpus/$t tests/fuzz/corpus/$t "${extra[@]}" $dict \
         -max_total_time="$seconds" -max_len=$max_len -rss_limit_mb=2048 -timeout=10 \
         -artifact_prefix=build-fuzz/artifacts/$t/ -print_final_stats=1 ${FUZZ_FLAGS:-} >build-fuzz/logs/$t.log 2>&1 || status=1
-    grep -E '^#[0-9]+.*(DONE|pulse|NEW)' build-fuzz/logs/$t.log | tail -1
+    grep -E '^#[0-9]+' build-fuzz/logs/$t.log | tail -1
     grep -E 'stat::number_of_executed_units|stat::average_exec_per_sec' build-fuzz/logs/$t.log
     grep -E '^(==[0-9]+==ERROR|SUMMARY)' build-fuzz/logs/$t.log
 done
