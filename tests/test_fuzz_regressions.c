@@ -49,7 +49,7 @@ TEST(fuzz_regressions_run_clean)
 {
     int n = 0;
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) n += replay_dir("regressions", targets[i]);
-    CHECK_MSG(n >= 2, "only %d regression inputs found under tests/fuzz/regressions", n);
+    CHECK_MSG(n >= 4, "only %d regression inputs found under tests/fuzz/regressions", n);
 }
 
 TEST(fuzz_seed_corpora_run_clean)
