@@ -10,12 +10,12 @@ BUILD   ?= build
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/formats/*.c src/text/*.c src/kernels/*.c \
                               src/nn/*.c src/peft/*.c src/models/*.c src/train/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
-TEST_SRC := $(sort $(wildcard tests/*.c))
+TEST_SRC := $(sort $(wildcard tests/*.c)) tests/fuzz/fuzz_entry.c
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all lib test check demo bench setup clean
+.PHONY: all lib test check demo bench setup clean fuzz fuzz-build fuzz-bins
 all: $(BUILD)/peftc $(BUILD)/libpeftc.a $(BUILD)/libpeftc.so $(BUILD)/run_tests
 
 lib: $(BUILD)/libpeftc.a $(BUILD)/libpeftc.so
@@ -62,7 +62,27 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libpeftc.a
 bench: setup all $(BENCH_BIN)
 	@BUILD=$(BUILD) bash bench/run.sh
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c; clang). Not part of test/check: their regression
+# inputs are (tests/fuzz/regressions/, run by tests/test_fuzz_regressions.c).
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_entry.c,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="-O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	        LDFLAGS="-fsanitize=fuzzer $(FUZZ_SAN)" fuzz-bins
+
+.PRECIOUS: $(BUILD)/tests/fuzz/%.o
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/fuzz_entry.o $(BUILD)/libpeftc.a
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# Runs each target for FUZZ_SECONDS (FUZZ_TARGETS="a b" picks some).
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh $(or $(FUZZ_TARGETS),$(FUZZ_NAMES))
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

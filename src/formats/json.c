@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,13 @@ pc_status pc_json_get_int(const cJSON *obj, const char *key, long long dflt, lon
         return pc_fail(err, PEFTC_ERR_INVALID, "%s: key '%s' = %.17g is out of range (|value| > 2^53)", what, key, v);
     *out = (long long)v;
     return PEFTC_OK;
+}
+
+bool pc_json_is_int32(const cJSON *item)
+{
+    if (!cJSON_IsNumber(item)) return false;
+    double v = item->valuedouble;
+    return v == floor(v) && v >= (double)INT32_MIN && v <= (double)INT32_MAX;
 }
 
 pc_status pc_json_get_double(const cJSON *obj, const char *key, double dflt, double *out,

@@ -36,6 +36,10 @@ pc_status pc_json_get_bool(const cJSON *obj, const char *key, bool dflt, bool *o
 pc_status pc_json_get_string(const cJSON *obj, const char *key, const char *dflt, const char **out,
                              const char *what, pc_error *err);
 
+/* Whether item is a number with an integral value in int32_t's range (such a value converts
+ * to int without undefined behaviour). */
+bool pc_json_is_int32(const cJSON *item);
+
 /* Short name of a value's JSON type ("a string", "an object", ...) for messages. */
 const char *pc_json_type_name(const cJSON *item);
 

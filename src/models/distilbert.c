@@ -65,6 +65,21 @@ typedef struct dbert {
 
 /* ---------- config.json ---------- */
 
+/* Sizes within range (and heads dividing dim), dropout probabilities in [0, 1). */
+static pc_status check_config(const char *path, const pc_distilbert_config *c, pc_error *err)
+{
+    if (c->dim < 1 || c->n_layers < 1 || c->n_layers > 64 || c->n_heads < 1 || c->dim % c->n_heads != 0 ||
+        c->hidden_dim < 1 || c->vocab_size < 1 || c->max_position_embeddings < 1 ||
+        c->dim > 65536 || c->hidden_dim > 262144 || c->vocab_size > 10000000 || c->max_position_embeddings > 1 << 20)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: inconsistent sizes (dim %d, n_layers %d, n_heads %d, hidden_dim %d, "
+                       "vocab_size %d, max_position_embeddings %d)", path, c->dim, c->n_layers, c->n_heads,
+                       c->hidden_dim, c->vocab_size, c->max_position_embeddings);
+    if (c->dropout < 0 || c->dropout >= 1 || c->attention_dropout < 0 || c->attention_dropout >= 1 ||
+        c->seq_classif_dropout < 0 || c->seq_classif_dropout >= 1)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: dropout probabilities must be in [0, 1)", path);
+    return PEFTC_OK;
+}
+
 pc_status pc_distilbert_config_load(const char *path, pc_distilbert_config *c, pc_error *err)
 {
     cJSON *j = NULL;
@@ -98,17 +113,9 @@ pc_status pc_distilbert_config_load(const char *path, pc_distilbert_config *c, p
         c->relu = strcmp(act, "relu") == 0;
     }
     cJSON_Delete(j);
-    if (s) return s;
-    if (c->dim < 1 || c->n_layers < 1 || c->n_layers > 64 || c->n_heads < 1 || c->dim % c->n_heads != 0 ||
-        c->hidden_dim < 1 || c->vocab_size < 1 || c->max_position_embeddings < 1 ||
-        c->dim > 65536 || c->hidden_dim > 262144 || c->vocab_size > 10000000 || c->max_position_embeddings > 1 << 20)
-        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: inconsistent sizes (dim %d, n_layers %d, n_heads %d, hidden_dim %d, "
-                       "vocab_size %d, max_position_embeddings %d)", path, c->dim, c->n_layers, c->n_heads,
-                       c->hidden_dim, c->vocab_size, c->max_position_embeddings);
-    if (c->dropout < 0 || c->dropout >= 1 || c->attention_dropout < 0 || c->attention_dropout >= 1 ||
-        c->seq_classif_dropout < 0 || c->seq_classif_dropout >= 1)
-        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: dropout probabilities must be in [0, 1)", path);
-    return PEFTC_OK;
+    if (!s) s = check_config(path, c, err);
+    if (s) pc_distilbert_config_free(c);   /* the labels read before the check failed */
+    return s;
 }
 
 /* ---------- weights ---------- */

@@ -85,7 +85,7 @@ static pc_status read_token_id(const cJSON *j, const char *key, int *out, const 
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (!v || cJSON_IsNull(v)) { *out = -1; return PEFTC_OK; }
-    if (!cJSON_IsNumber(v)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' must be an integer", path, key);
+    if (!pc_json_is_int32(v)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' must be an integer", path, key);
     *out = (int)v->valuedouble;
     return PEFTC_OK;
 }
@@ -129,8 +129,10 @@ pc_status pc_llama_config_load(const char *path, pc_llama_config *c, pc_error *e
     if (!s) s = read_rope_scaling(j, path, c, err);
     if (!s) s = read_token_id(j, "bos_token_id", &c->bos_token_id, path, err);
     if (!s) s = read_token_id(j, "eos_token_id", &c->eos_token_id, path, err);
-    c->rms_norm_eps = (float)eps;
-    c->rope_theta = theta;
+    if (!s) {
+        c->rms_norm_eps = (float)eps;
+        c->rope_theta = theta;
+    }
     cJSON_Delete(j);
     return s;
 }

@@ -165,7 +165,7 @@ pc_status pc_decoder_parse(pc_decoder *d, const cJSON *json, const char *what, p
 static const char *tok(const pc_toklist *l, size_t i, size_t *len)
 {
     *len = l->spans.v[i].end - l->spans.v[i].start;
-    return l->text.v + l->spans.v[i].start;
+    return *len ? l->text.v + l->spans.v[i].start : "";  /* text.v is NULL while every token is empty */
 }
 
 /* The byte of a "<0xXX>" token (two hex digits, as Hugging Face's ByteFallback reads it), or -1. */

@@ -1,5 +1,6 @@
 #include "text/vocab.h"
 
+#include "formats/json.h"
 #include "text/unicode.h"
 
 #include <stdlib.h>
@@ -161,7 +162,7 @@ pc_status pc_vocab_parse_json(pc_vocab *v, const cJSON *vocab, const char *what,
         size_t len = strlen(e->string);
         if (pc_utf8_invalid_at(e->string, len) < len)
             return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' is not valid UTF-8", what, e->string);
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble)
+        if (!pc_json_is_int32(e))
             return pc_fail(err, PEFTC_ERR_FORMAT, "%s: vocab token '%s' has no integer id", what, e->string);
         pc_status s = pc_vocab_add(v, e->string, len, (int32_t)e->valuedouble, err);
         if (s != PEFTC_OK) return pc_error_prefix(err, "%s", what);

@@ -1,0 +1,4 @@
+/* libFuzzer target: see pc_fuzz_quant_state in fuzz_entry.h. */
+#include "fuzz_entry.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return pc_fuzz_quant_state(data, size); }
