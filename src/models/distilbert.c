@@ -90,6 +90,12 @@ pc_status pc_distilbert_config_load(const char *path, pc_distilbert_config *c, p
     if (!s) s = pc_model_config_labels(j, path, &c->num_labels, &c->id2label, err);
     if (!s && strcmp(act, "gelu") != 0 && strcmp(act, "relu") != 0)
         s = pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: activation '%s' is not supported (gelu, relu)", path, act);
+    /* checked before narrowing to int: 2^32 + 64 must not pass as 64 */
+    if (!s && (dim < 1 || n_layers < 1 || n_layers > 64 || n_heads < 1 || dim % n_heads != 0 || hidden < 1 ||
+               vocab < 1 || max_pos < 1 || dim > 65536 || hidden > 262144 || vocab > 10000000 || max_pos > 1 << 20))
+        s = pc_fail(err, PEFTC_ERR_FORMAT, "%s: inconsistent sizes (dim %lld, n_layers %lld, n_heads %lld, hidden_dim "
+                    "%lld, vocab_size %lld, max_position_embeddings %lld)", path, dim, n_layers, n_heads, hidden, vocab,
+                    max_pos);
     if (!s) {
         c->dim = (int)dim; c->n_layers = (int)n_layers; c->n_heads = (int)n_heads;
         c->hidden_dim = (int)hidden; c->vocab_size = (int)vocab; c->max_position_embeddings = (int)max_pos;
@@ -98,16 +104,12 @@ pc_status pc_distilbert_config_load(const char *path, pc_distilbert_config *c, p
         c->relu = strcmp(act, "relu") == 0;
     }
     cJSON_Delete(j);
-    if (s) return s;
-    if (c->dim < 1 || c->n_layers < 1 || c->n_layers > 64 || c->n_heads < 1 || c->dim % c->n_heads != 0 ||
-        c->hidden_dim < 1 || c->vocab_size < 1 || c->max_position_embeddings < 1 ||
-        c->dim > 65536 || c->hidden_dim > 262144 || c->vocab_size > 10000000 || c->max_position_embeddings > 1 << 20)
-        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: inconsistent sizes (dim %d, n_layers %d, n_heads %d, hidden_dim %d, "
-                       "vocab_size %d, max_position_embeddings %d)", path, c->dim, c->n_layers, c->n_heads,
-                       c->hidden_dim, c->vocab_size, c->max_position_embeddings);
+    if (s) { pc_distilbert_config_free(c); return s; }
     if (c->dropout < 0 || c->dropout >= 1 || c->attention_dropout < 0 || c->attention_dropout >= 1 ||
-        c->seq_classif_dropout < 0 || c->seq_classif_dropout >= 1)
+        c->seq_classif_dropout < 0 || c->seq_classif_dropout >= 1) {
+        pc_distilbert_config_free(c);
         return pc_fail(err, PEFTC_ERR_FORMAT, "%s: dropout probabilities must be in [0, 1)", path);
+    }
     return PEFTC_OK;
 }
 

@@ -231,8 +231,8 @@ pc_status pc_peft_load_weights(pc_peft_model *p, const char *dir, pc_error *err)
         pc_param *prm = &p->trainable.items[i];
         const pc_st_tensor *t = pc_st_find(st, prm->name);
         if (!t) s = pc_fail(err, PEFTC_ERR_FORMAT, "%s: tensor '%s' is missing", path, prm->name);
-        else if ((s = pc_st_read_f32_shaped(t, prm->ndim, prm->shape, prm->data, err)) != PEFTC_OK)
-            pc_error_prefix(err, "%s", path);
+        else if ((s = pc_st_read_f32_shaped(t, prm->ndim, prm->shape, prm->data, err)) == PEFTC_OK)
+            s = pc_st_check_finite(t, prm->data, prm->numel, err);
     }
     pc_st_close(st);
     return s;

@@ -94,7 +94,7 @@ static pc_status copy_tensor(const pc_st_tensor *t, const char *what, pc_dtype d
                        t->name, pc_dtype_name(t->dtype), t->nbytes, pc_dtype_name(dtype), bytes);
     if (!(*dst = malloc(bytes ? bytes : 1))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     memcpy(*dst, t->data, bytes);
-    return PEFTC_OK;
+    return dtype == PC_DT_F32 ? pc_st_check_finite(t, *dst, (int64_t)(bytes / sizeof(float)), err) : PEFTC_OK;
 }
 
 /* The quant_state JSON: quant_type, blocksize 64, shape [out, in], nested_offset when nested. */
@@ -157,7 +157,8 @@ static pc_status read_4bit(const pc_safetensors *st, const char *module, pc_q4_w
                        (void **)&q->absmax2, err));
     const pc_st_tensor *map2 = find(st, module, ".weight.nested_quant_map");
     if (!map2) return pc_fail(err, PEFTC_ERR_FORMAT, "4-bit weight: tensor '%s.weight.nested_quant_map' is missing", module);
-    return pc_st_read_f32(map2, q->code2, 256, err);
+    PC_TRY(pc_st_read_f32(map2, q->code2, 256, err));
+    return pc_st_check_finite(map2, q->code2, 256, err);
 }
 
 pc_status pc_linear_load_4bit(const pc_safetensors *st, const char *module, pc_linear *lin, pc_q4_compute compute,
