@@ -59,24 +59,52 @@ bool pc_path_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+static long long writes_left = -1;   /* pc_fs_fail_writes_after; < 0: no limit */
+
+void pc_fs_fail_writes_after(long long bytes) { writes_left = bytes; }
+
+ssize_t pc_fs_write(int fd, const void *buf, size_t n)
+{
+    if (writes_left >= 0) {
+        if (writes_left == 0 && n > 0) { errno = ENOSPC; return -1; }
+        if ((unsigned long long)n > (unsigned long long)writes_left) n = (size_t)writes_left;
+        writes_left -= (long long)n;
+    }
+    return write(fd, buf, n);
+}
+
+/* Writes all n bytes (retrying short writes); false with errno set on failure. */
+static bool write_fully(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = pc_fs_write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { if (w == 0) errno = EIO; return false; }
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
 pc_status pc_copy_file(const char *from, const char *to, pc_error *err)
 {
     FILE *in = fopen(from, "rb");
     if (!in) return pc_fail(err, PEFTC_ERR_IO, "cannot read %s: %s", from, strerror(errno));
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", to, (int)getpid());
-    FILE *out = fopen(tmp, "wb");
-    if (!out) { fclose(in); return pc_fail(err, PEFTC_ERR_IO, "cannot write %s: %s", tmp, strerror(errno)); }
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) { fclose(in); return pc_fail(err, PEFTC_ERR_IO, "cannot write %s: %s", tmp, strerror(errno)); }
     char buf[65536];
     size_t n;
     bool ok = true;
-    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
-    ok = ok && !ferror(in);
-    ok = (fflush(out) == 0) && ok && fsync(fileno(out)) == 0;
-    ok = (fclose(out) == 0) && ok;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = write_fully(out, buf, n);
+    if (ok && ferror(in)) { ok = false; errno = EIO; }
+    ok = ok && fsync(out) == 0;
+    int e = errno;
+    if (close(out) != 0 && ok) { ok = false; e = errno; }
     fclose(in);
-    if (!ok || rename(tmp, to) != 0) {
-        int e = errno;
+    if (ok && rename(tmp, to) != 0) { ok = false; e = errno; }
+    if (!ok) {
         unlink(tmp);
         return pc_fail(err, PEFTC_ERR_IO, "cannot write %s: %s", to, strerror(e));
     }

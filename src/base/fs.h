@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "base/error.h"
 
@@ -18,5 +19,11 @@ pc_status pc_read_file(const char *path, size_t limit, char **out, size_t *len, 
 
 /* Copies a small file (e.g. tokenizer files into an output directory), atomically. */
 pc_status pc_copy_file(const char *from, const char *to, pc_error *err);
+
+/* write(2) as every file writer of the library calls it (a short count or -1 with errno, as write). */
+ssize_t pc_fs_write(int fd, const void *buf, size_t n);
+/* Test hook (disk-full simulation): after `bytes` more bytes, pc_fs_write fails with ENOSPC;
+ * a negative value turns the hook off (the default). Not thread-safe; tests only. */
+void pc_fs_fail_writes_after(long long bytes);
 
 #endif

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <utf8proc.h>
+
 /* Largest integer magnitude a JSON number (a double in cJSON) holds exactly. */
 #define PC_JSON_MAX_EXACT_INT 9007199254740992.0 /* 2^53 */
 
@@ -53,6 +55,21 @@ static pc_status syntax_error(const char *what, const char *text, size_t len, si
     return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d:%d: invalid JSON near '%s'", what, line, col, snip);
 }
 
+/* Offset of the first invalid UTF-8 sequence in text[0..len), or len. */
+static size_t invalid_utf8_at(const char *text, size_t len)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
+    size_t i = 0;
+    while (i < len) {
+        if (p[i] < 0x80) { i++; continue; }
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (k <= 0) return i;
+        i += (size_t)k;
+    }
+    return len;
+}
+
 pc_status pc_json_parse_text(const char *text, size_t len, const char *what, cJSON **out, pc_error *err)
 {
     *out = NULL;
@@ -61,6 +78,12 @@ pc_status pc_json_parse_text(const char *text, size_t len, const char *what, cJS
         int line, col;
         line_col(text, (size_t)(nul - text), &line, &col);
         return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d:%d: invalid JSON: NUL byte in text", what, line, col);
+    }
+    size_t bad = invalid_utf8_at(text, len);
+    if (bad < len) {   /* JSON text is UTF-8 (RFC 8259); Python's json.load refuses anything else */
+        int line, col;
+        line_col(text, bad, &line, &col);
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s:%d:%d: invalid UTF-8", what, line, col);
     }
     /* cJSON wants the terminating NUL inside buffer_length to reject trailing garbage. */
     char *buf = malloc(len + 1);
@@ -244,7 +267,7 @@ static pc_status write_all(int fd, const pc_write_part *parts, int nparts, const
             return pc_fail(err, PEFTC_ERR_INVALID, "%s: part %d has %zu bytes but no data", path, i, left);
         while (left > 0) {
             size_t chunk = left < ((size_t)1 << 30) ? left : ((size_t)1 << 30);
-            ssize_t w = write(fd, p, chunk);
+            ssize_t w = pc_fs_write(fd, p, chunk);
             if (w < 0 && errno == EINTR) continue;
             if (w <= 0) return pc_fail(err, PEFTC_ERR_IO, "%s: write failed: %s", path, w < 0 ? strerror(errno) : "no progress");
             p += w;

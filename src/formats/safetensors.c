@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -504,6 +505,15 @@ const pc_st_tensor *pc_st_find(const pc_safetensors *st, const char *name)
 const cJSON *pc_st_metadata(const pc_safetensors *st)
 {
     return st ? st->metadata : NULL;
+}
+
+pc_status pc_st_check_finite(const pc_st_tensor *t, const float *data, int64_t n, pc_error *err)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(data[i]))
+            return pc_fail(err, PEFTC_ERR_NUMERIC, "%s: tensor '%s' holds %s at element %lld", t->file, t->name,
+                           isnan(data[i]) ? "NaN" : "infinity", (long long)i);
+    return PEFTC_OK;
 }
 
 void pc_st_close(pc_safetensors *st)

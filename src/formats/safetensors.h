@@ -65,6 +65,10 @@ pc_status pc_st_read_f32(const pc_st_tensor *t, float *dst, int64_t n, pc_error 
  * expected [c, d]". dst holds the product of shape[0..ndim). */
 pc_status pc_st_read_f32_shaped(const pc_st_tensor *t, int ndim, const int64_t *shape, float *dst, pc_error *err);
 
+/* PEFTC_ERR_NUMERIC "FILE: tensor 'X' holds NaN at element i" at the first non-finite value of
+ * data[n] (t's values as float32): NaN/Inf weights are refused when loaded. */
+pc_status pc_st_check_finite(const pc_st_tensor *t, const float *data, int64_t n, pc_error *err);
+
 void pc_st_close(pc_safetensors *st);
 
 /* One tensor to write; data holds numel * pc_dtype_size(dtype) bytes, C order, little-endian. */

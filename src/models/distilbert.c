@@ -105,6 +105,12 @@ pc_status pc_distilbert_config_load(const char *path, pc_distilbert_config *c, p
     if (!s) s = pc_model_config_labels(j, path, &c->num_labels, &c->id2label, err);
     if (!s && strcmp(act, "gelu") != 0 && strcmp(act, "relu") != 0)
         s = pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: activation '%s' is not supported (gelu, relu)", path, act);
+    /* checked before narrowing to int: 2^32 + 64 must not pass as 64 */
+    if (!s && (dim < 1 || n_layers < 1 || n_layers > 64 || n_heads < 1 || dim % n_heads != 0 || hidden < 1 ||
+               vocab < 1 || max_pos < 1 || dim > 65536 || hidden > 262144 || vocab > 10000000 || max_pos > 1 << 20))
+        s = pc_fail(err, PEFTC_ERR_FORMAT, "%s: inconsistent sizes (dim %lld, n_layers %lld, n_heads %lld, hidden_dim "
+                    "%lld, vocab_size %lld, max_position_embeddings %lld)", path, dim, n_layers, n_heads, hidden, vocab,
+                    max_pos);
     if (!s) {
         c->dim = (int)dim; c->n_layers = (int)n_layers; c->n_heads = (int)n_heads;
         c->hidden_dim = (int)hidden; c->vocab_size = (int)vocab; c->max_position_embeddings = (int)max_pos;

@@ -85,7 +85,8 @@ static pc_status read_token_id(const cJSON *j, const char *key, int *out, const 
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
     if (!v || cJSON_IsNull(v)) { *out = -1; return PEFTC_OK; }
-    if (!pc_json_is_int32(v)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' must be an integer", path, key);
+    if (!pc_json_is_int32(v) || v->valuedouble < 0)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' must be a token id (a non-negative integer)", path, key);
     *out = (int)v->valuedouble;
     return PEFTC_OK;
 }
@@ -124,6 +125,10 @@ pc_status pc_llama_config_load(const char *path, pc_llama_config *c, pc_error *e
     if (!s) s = pc_json_get_double(j, "rope_theta", 10000.0, &theta, path, err);
     if (!s) s = pc_json_get_bool(j, "tie_word_embeddings", false, &c->tie_word_embeddings, path, err);
     if (!s) s = pc_json_get_string(j, "hidden_act", "silu", &act, path, err);
+    if (!s && !(eps >= 0))
+        s = pc_fail(err, PEFTC_ERR_FORMAT, "%s: rms_norm_eps must be >= 0, got %g", path, eps);
+    if (!s && !(theta > 0))
+        s = pc_fail(err, PEFTC_ERR_FORMAT, "%s: rope_theta must be > 0, got %g", path, theta);
     if (!s && strcmp(act, "silu") != 0)
         s = pc_fail(err, PEFTC_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path, act);
     if (!s) s = read_rope_scaling(j, path, c, err);

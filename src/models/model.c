@@ -86,7 +86,9 @@ pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model 
     cJSON *config = NULL;
     PC_TRY(pc_json_parse_file(config_path, &config, err));
     const char *model_type = NULL;
-    pc_status s = pc_json_get_string(config, "model_type", "", &model_type, config_path, err);
+    /* Python's json keeps the last of a repeated key, cJSON the first: refuse the ambiguity */
+    pc_status s = pc_json_check_no_duplicates(config, config_path, err);
+    if (!s) s = pc_json_get_string(config, "model_type", "", &model_type, config_path, err);
     char type[64];
     snprintf(type, sizeof type, "%s", s ? "" : model_type);
     cJSON_Delete(config);

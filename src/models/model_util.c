@@ -75,15 +75,16 @@ pc_status pc_model_tensor(const pc_safetensors *st, pc_owned *o, const char *nam
     for (int i = 0; i < ndim; i++) n *= shape[i];
     bool shape_ok = t->ndim == ndim;
     for (int i = 0; shape_ok && i < ndim; i++) shape_ok = t->shape[i] == shape[i];
-    if (t->dtype == PC_DT_F32 && shape_ok && ((uintptr_t)t->data % sizeof(float)) == 0) {
+    if (!shape_ok) return pc_st_read_f32_shaped(t, ndim, shape, NULL, err);  /* the shape error, before allocating */
+    if (t->dtype == PC_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
         *dst = (float *)(uintptr_t)t->data;  /* frozen weight used in place, never written */
-        return PEFTC_OK;
+        return pc_st_check_finite(t, *dst, n, err);
     }
     float *buf = pc_owned_alloc(o, (long)n);
     if (!buf) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for tensor '%s'", name);
     PC_TRY(pc_st_read_f32_shaped(t, ndim, shape, buf, err));
     *dst = buf;
-    return PEFTC_OK;
+    return pc_st_check_finite(t, buf, n, err);
 }
 
 char **pc_labels_default(int n)

@@ -1,8 +1,10 @@
 #include "models/peft_model.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "formats/safetensors.h"
 #include "peft/dora.h"
@@ -205,12 +207,20 @@ pc_status pc_peft_save(const pc_peft_model *p, const char *dir, pc_error *err)
         items[i].shape[1] = l->items[i].shape[1];
         items[i].data = l->items[i].data;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    pc_status s = pc_st_write(path, items, l->n, NULL, err);
+    /* Both files are staged first and renamed together, so a failed write leaves the old pair whole. */
+    char weights[4096], config[4096], new_weights[4200], new_config[4200];
+    snprintf(weights, sizeof weights, "%s/adapter_model.safetensors", dir);
+    snprintf(config, sizeof config, "%s/adapter_config.json", dir);
+    snprintf(new_weights, sizeof new_weights, "%s.new", weights);
+    snprintf(new_config, sizeof new_config, "%s.new", config);
+    pc_status s = pc_st_write(new_weights, items, l->n, NULL, err);
     free(items);
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    if (!s) s = pc_lora_config_save(&p->config, path, err);
+    if (!s) s = pc_lora_config_save(&p->config, new_config, err);
+    if (!s && rename(new_weights, weights) != 0)
+        s = pc_fail(err, PEFTC_ERR_IO, "%s: cannot rename '%s' into place: %s", weights, new_weights, strerror(errno));
+    if (!s && rename(new_config, config) != 0)
+        s = pc_fail(err, PEFTC_ERR_IO, "%s: cannot rename '%s' into place: %s", config, new_config, strerror(errno));
+    if (s) { unlink(new_weights); unlink(new_config); }
     return s;
 }
 
@@ -231,8 +241,8 @@ pc_status pc_peft_load_weights(pc_peft_model *p, const char *dir, pc_error *err)
         pc_param *prm = &p->trainable.items[i];
         const pc_st_tensor *t = pc_st_find(st, prm->name);
         if (!t) s = pc_fail(err, PEFTC_ERR_FORMAT, "%s: tensor '%s' is missing", path, prm->name);
-        else if ((s = pc_st_read_f32_shaped(t, prm->ndim, prm->shape, prm->data, err)) != PEFTC_OK)
-            pc_error_prefix(err, "%s", path);
+        else if ((s = pc_st_read_f32_shaped(t, prm->ndim, prm->shape, prm->data, err)) == PEFTC_OK)
+            s = pc_st_check_finite(t, prm->data, prm->numel, err);
     }
     pc_st_close(st);
     return s;

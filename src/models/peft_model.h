@@ -27,7 +27,8 @@ void pc_peft_model_free(pc_peft_model *p);
 /* "trainable params: 739,586 || all params: 67,694,596 || trainable%: 1.0925" */
 void pc_peft_trainable_line(const pc_peft_model *p, char *buf, size_t n);
 
-/* Writes DIR/adapter_config.json and DIR/adapter_model.safetensors (PEFT's format), atomically. */
+/* Writes DIR/adapter_config.json and DIR/adapter_model.safetensors (PEFT's format), atomically:
+ * both are staged as *.new and renamed together, so a failed write leaves the old pair whole. */
 pc_status pc_peft_save(const pc_peft_model *p, const char *dir, pc_error *err);
 /* Loads an adapter directory: its config applied to m, then its tensors (every key must match). */
 pc_status pc_peft_load(pc_model *m, const char *dir, pc_peft_model **out, pc_error *err);

@@ -99,12 +99,12 @@ static pc_status view_tensor(const pc_st_tensor *t, const char *what, pc_dtype d
     size_t align = dtype == PC_DT_F32 ? sizeof(float) : 1;
     if ((uintptr_t)t->data % align == 0) {
         *dst = (void *)t->data;
-        return PEFTC_OK;
+    } else {
+        if (!(*dst = malloc(bytes ? bytes : 1))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+        memcpy(*dst, t->data, bytes);
+        q->owned |= own_bit;
     }
-    if (!(*dst = malloc(bytes ? bytes : 1))) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
-    memcpy(*dst, t->data, bytes);
-    q->owned |= own_bit;
-    return PEFTC_OK;
+    return dtype == PC_DT_F32 ? pc_st_check_finite(t, *dst, (int64_t)(bytes / sizeof(float)), err) : PEFTC_OK;
 }
 
 /* The quant_state JSON: quant_type, blocksize 64, shape [out, in], nested_offset when nested. */
@@ -168,7 +168,8 @@ static pc_status read_4bit(const pc_safetensors *st, const char *module, pc_q4_w
                        sizeof(float) * (size_t)nested_blocks, (void **)&q->absmax2, q, PC_Q4_OWN_ABSMAX2, err));
     const pc_st_tensor *map2 = find(st, module, ".weight.nested_quant_map");
     if (!map2) return pc_fail(err, PEFTC_ERR_FORMAT, "4-bit weight: tensor '%s.weight.nested_quant_map' is missing", module);
-    return pc_st_read_f32(map2, q->code2, 256, err);
+    PC_TRY(pc_st_read_f32(map2, q->code2, 256, err));
+    return pc_st_check_finite(map2, q->code2, 256, err);
 }
 
 pc_status pc_linear_load_4bit(const pc_safetensors *st, const char *module, pc_linear *lin, pc_q4_compute compute,

@@ -166,7 +166,8 @@ pc_status pc_lora_config_save(const pc_lora_config *c, const char *path, pc_erro
 static pc_status read_string_list(const cJSON *item, const char *key, const char *path, char ***list, int *n,
                                   pc_error *err)
 {
-    for (const cJSON *e = item ? item->child : NULL; e; e = e->next) {
+    if (!cJSON_IsArray(item)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' must be a list of strings", path, key);
+    for (const cJSON *e = item->child; e; e = e->next) {
         if (!cJSON_IsString(e)) return pc_fail(err, PEFTC_ERR_FORMAT, "%s: '%s' must be a list of strings", path, key);
         if (list_append(list, n, e->valuestring)) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     }
@@ -226,6 +227,8 @@ static pc_status read_fields(pc_lora_config *c, const cJSON *j, const char *path
     c->r = (int)r;
     PC_TRY(pc_json_get_double(j, "lora_alpha", 8, &c->lora_alpha, path, err));
     PC_TRY(pc_json_get_double(j, "lora_dropout", 0, &c->lora_dropout, path, err));
+    if (c->lora_dropout < 0 || c->lora_dropout >= 1)
+        return pc_fail(err, PEFTC_ERR_FORMAT, "%s: lora_dropout must be in [0, 1), got %g", path, c->lora_dropout);
     PC_TRY(pc_json_get_bool(j, "use_rslora", false, &c->use_rslora, path, err));
     PC_TRY(pc_json_get_bool(j, "use_dora", false, &c->use_dora, path, err));
     PC_TRY(pc_json_get_bool(j, "fan_in_fan_out", false, &c->fan_in_fan_out, path, err));
@@ -253,8 +256,9 @@ pc_status pc_lora_config_load(pc_lora_config *c, const char *path, pc_error *err
     pc_lora_config_init(c);
     cJSON *j = NULL;
     PC_TRY(pc_json_parse_file(path, &j, err));
-    pc_status s = cJSON_IsObject(j) ? read_fields(c, j, path, err)
+    pc_status s = cJSON_IsObject(j) ? pc_json_check_no_duplicates(j, path, err)
                                     : pc_fail(err, PEFTC_ERR_FORMAT, "%s: not a JSON object", path);
+    if (!s) s = read_fields(c, j, path, err);
     cJSON_Delete(j);
     if (!s) s = pc_lora_config_prepare(c, err);
     if (s) pc_lora_config_free(c);

@@ -517,6 +517,8 @@ static pc_status apply_json(pc_config *c, const pc_key *k, const cJSON *v, pc_wh
     case KEY_INT: return json_to_int(v, w, FIELD(c, k, int), err);
     case KEY_DBL:
         if (!cJSON_IsNumber(v)) return fail_type(w, "a number", v, err);
+        if (!isfinite(v->valuedouble))
+            return pc_fail(err, PEFTC_ERR_INVALID, "%s: key '%s': expected a finite number", w.origin, w.name);
         *FIELD(c, k, double) = v->valuedouble;
         return PEFTC_OK;
     case KEY_BOOL:
