@@ -211,7 +211,20 @@ static void plan_steps(run *r)
     r->warmup = c->warmup_steps > 0 ? c->warmup_steps : (long)ceil((double)r->max_steps * c->warmup_ratio);
 }
 
-static pc_status prepare(run *r, pc_error *err)
+/* The peak memory estimate, as a line of output; a run that cannot fit stops here (dry_run only reports). */
+static pc_status estimate_memory(run *r, pc_memory_estimate *e, pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    pc_memory_estimate_run(r->model, &r->peft->trainable, pc_optimizer_state_bytes(r->opt),
+                           strncmp(c->optim, "paged", 5) == 0, &r->train, &r->eval, e);
+    pc_memory_available(c->max_memory_mb, e);
+    char line[400];
+    pc_memory_line(e, line, sizeof line);
+    message(r, line);
+    return c->dry_run ? PEFTC_OK : pc_memory_check(e, err);
+}
+
+static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
 {
     const pc_config *c = r->cfg;
     PC_TRY(reject_unavailable(c, err));
@@ -238,11 +251,15 @@ static pc_status prepare(run *r, pc_error *err)
     r->log_history = cJSON_CreateArray();
     if (!r->log_history) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     plan_steps(r);
-    PC_TRY(pc_mkdirs(c->output_dir, err));
-    pc_checkpoint_remove_leftovers(c->output_dir);
+    if (!c->dry_run) {   /* a dry run writes nothing */
+        PC_TRY(pc_mkdirs(c->output_dir, err));
+        pc_checkpoint_remove_leftovers(c->output_dir);
+    }
     /* paged optimizer state lives in a file under output_dir, so the OS can evict it even without swap */
-    pc_optim_args oa = { c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay, c->output_dir };
-    return pc_optimizer_create(c->optim, &r->peft->trainable, &oa, &r->opt, err);
+    pc_optim_args oa = { c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay,
+                         c->dry_run ? NULL : c->output_dir };
+    PC_TRY(pc_optimizer_create(c->optim, &r->peft->trainable, &oa, &r->opt, err));
+    return estimate_memory(r, memory, err);
 }
 
 static void release(run *r)
@@ -696,7 +713,8 @@ pc_status pc_train(const pc_config *cfg, const pc_trainer_hooks *hooks, pc_train
     r.cfg = cfg;
     r.hooks = hooks;
     r.saved_step = -1;
-    pc_status s = prepare(&r, err);
+    pc_status s = prepare(&r, &result->memory, err);
+    if (!s && cfg->dry_run) { release(&r); return PEFTC_OK; }
     int32_t pad = s ? 0 : pc_padding_id(r.tok);
     if (!s && cfg->resume_from_checkpoint) s = resume(&r, err);
     else if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_before, err);
