@@ -89,6 +89,21 @@ static void print_eval(const char *when, const pc_eval_result *e)
     else printf("eval %s training: accuracy %.4f  loss %.4f  (%d examples)\n", when, e->accuracy, e->loss, e->n);
 }
 
+/* --dry_run: the estimate's parts and whether the run fits. */
+static void print_memory(const pc_memory_estimate *e)
+{
+    const double mib = 1024.0 * 1024.0;
+    printf("peak memory estimate (MiB):\n");
+    printf("  weights      %10.1f\n  adapters     %10.1f\n  optimizer    %10.1f%s\n  activations  %10.1f\n"
+           "  data         %10.1f\n  runtime      %10.1f\n  total        %10.1f\n", e->weights / mib,
+           e->adapters / mib, e->optimizer / mib, e->optimizer_paged ? "  (paged: evictable, not required)" : "",
+           e->activations / mib, e->data / mib, e->runtime / mib, e->total / mib);
+    if (e->available > 0)
+        printf("  available    %10.1f  (%s): %s\n", e->available / mib, e->available_from,
+               e->required <= e->available ? "fits" : "does NOT fit");
+    printf("dry run: nothing trained or written\n");
+}
+
 /* First SIGINT/SIGTERM: finish the step and save a checkpoint; a second one: exit at once. */
 static volatile sig_atomic_t stop_requested;
 
@@ -117,6 +132,7 @@ int cli_run_training(const pc_config *cfg)
         cli_print_error(&err);
         return err.code == PEFTC_ERR_INTERRUPTED ? 130 : 1;
     }
+    if (cfg->dry_run) { print_memory(&res.memory); return 0; }
     print_eval("before", &res.eval_before);
     print_eval("after", &res.eval_after);
     printf("trained %ld steps in %.1f s (%.0f tokens/s); train_loss %.4f\n", res.global_step, res.runtime_seconds,

@@ -264,6 +264,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     }
     l->cap_B = B;
     l->cap_T = T;
+    m->activation_bytes = pc_owned_bytes(o, 1);
     return PEFTC_OK;
 }
 

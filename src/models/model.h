@@ -82,6 +82,7 @@ struct pc_model {
     pc_rng dropout_rng;              /* the "dropout" stream */
     float neftune_noise_alpha;       /* > 0: NEFTune noise on the input embeddings in training */
     bool gradient_checkpointing;     /* keep only block outputs; recompute each block in backward (set before reserve) */
+    size_t activation_bytes;         /* what the last reserve() allocated for activations (allocated, not yet touched) */
     pc_rng neftune_rng;              /* the "neftune" stream */
     void *impl;
 };

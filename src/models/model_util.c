@@ -28,6 +28,7 @@ void *pc_owned_alloc_bytes(pc_owned *o, size_t n)
 {
     void *p = calloc(n ? n : 1, 1);
     if (p && owned_push(o, p) != 0) { free(p); return NULL; }
+    if (p && o->group >= 0 && o->group < 3) o->bytes[o->group] += n;
     return p;
 }
 
@@ -35,6 +36,11 @@ float *pc_owned_alloc(pc_owned *o, long n_floats)
 {
     if (n_floats < 0) return NULL;
     return pc_owned_alloc_bytes(o, sizeof(float) * (size_t)n_floats);
+}
+
+size_t pc_owned_bytes(const pc_owned *o, int group)
+{
+    return group >= 0 && group < 3 ? o->bytes[group] : 0;
 }
 
 float *pc_owned_dup(pc_owned *o, const float *src, long n)
@@ -57,6 +63,7 @@ void pc_owned_free_group(pc_owned *o, int group)
         }
     }
     o->n = kept;
+    for (int g = 0; g < 3; g++) if (group < 0 || g == group) o->bytes[g] = 0;
     if (group < 0) {
         free(o->ptrs);
         free(o->groups);

@@ -18,12 +18,15 @@ typedef struct pc_owned {
     int *groups;
     int n, cap;
     int group;                 /* group of the next allocation */
+    size_t bytes[3];           /* bytes allocated now in groups 0, 1, 2 */
 } pc_owned;
 
 float *pc_owned_alloc(pc_owned *o, long n_floats);      /* zeroed */
 void *pc_owned_alloc_bytes(pc_owned *o, size_t n);      /* zeroed */
 /* Frees the allocations of one group, or all of them when group < 0. */
 void pc_owned_free_group(pc_owned *o, int group);
+/* Bytes allocated now in one group (1: the activations a reserve() made). */
+size_t pc_owned_bytes(const pc_owned *o, int group);
 
 /* *dst = the tensor `name` as float32 with exactly this shape. F32 tensors that are
  * suitably aligned are used in place (read-only mmap); others are converted into a

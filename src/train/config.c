@@ -94,6 +94,8 @@ static const pc_key keys[] = {
     K_INT(save_total_limit, "0", true),
     K_STR(resume_from_checkpoint, NULL, true),
     K_INT(max_consecutive_nonfinite_steps, "5", false),
+    K_INT(max_memory_mb, "0", false),
+    K_BOOL(dry_run, "false"),
     K_INT(seed, "42", false),
     K_BOOL(logging_first_step, "false"),
     K_BOOL(shuffle, "true"),
@@ -818,6 +820,7 @@ static pc_status validate_steps(const pc_config *c, pc_error *err)
     PC_TRY(AT_LEAST("eval_steps", c->eval_steps, 0));
     PC_TRY(AT_LEAST("save_steps", c->save_steps, 1));
     PC_TRY(AT_LEAST("save_total_limit", c->save_total_limit, 0));
+    PC_TRY(AT_LEAST("max_memory_mb", c->max_memory_mb, 0));
     if (strcmp(c->eval_strategy, "no") != 0 && !c->validation_file)
         return pc_fail(err, PEFTC_ERR_INVALID, "eval_strategy '%s' needs validation_file", c->eval_strategy);
     return PEFTC_OK;

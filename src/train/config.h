@@ -68,6 +68,8 @@ typedef struct pc_config {
     int save_total_limit;          /* 0 = unlimited */
     char *resume_from_checkpoint;  /* NULL, a checkpoint directory, or "true" for output_dir's newest */
     int max_consecutive_nonfinite_steps;  /* peftc: stop after this many skipped (NaN/Inf) steps in a row (5) */
+    int max_memory_mb;             /* peftc: memory the run may use (0: MemAvailable / the cgroup limit) */
+    bool dry_run;                  /* peftc: estimate the peak memory (pc_train_result.memory) and stop before training */
     int seed;                      /* 42 */
     bool logging_first_step, shuffle, gradient_checkpointing, dataloader_drop_last;
 

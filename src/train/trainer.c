@@ -5,12 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <dirent.h>
-#include <unistd.h>
 
 #include "base/fs.h"
 #include "formats/json.h"
 #include "models/quantized.h"
+#include "train/checkpoints.h"
 #include "train/optim.h"
 
 typedef struct run {
@@ -28,6 +27,7 @@ typedef struct run {
     int n_batches;             /* micro-batches per epoch */
     long steps_per_epoch, max_steps, warmup;
     long step;
+    long saved_step;                 /* step of the last checkpoint this run wrote (-1: none) */
     int epoch, batch_in_epoch;
     double tr_loss, total_loss;      /* loss since the last log, and over the whole run */
     int bad_steps;                   /* consecutive steps skipped for a non-finite loss or gradient */
@@ -211,7 +211,20 @@ static void plan_steps(run *r)
     r->warmup = c->warmup_steps > 0 ? c->warmup_steps : (long)ceil((double)r->max_steps * c->warmup_ratio);
 }
 
-static pc_status prepare(run *r, pc_error *err)
+/* The peak memory estimate, as a line of output; a run that cannot fit stops here (dry_run only reports). */
+static pc_status estimate_memory(run *r, pc_memory_estimate *e, pc_error *err)
+{
+    const pc_config *c = r->cfg;
+    pc_memory_estimate_run(r->model, &r->peft->trainable, pc_optimizer_state_bytes(r->opt),
+                           strncmp(c->optim, "paged", 5) == 0, &r->train, &r->eval, e);
+    pc_memory_available(c->max_memory_mb, e);
+    char line[400];
+    pc_memory_line(e, line, sizeof line);
+    message(r, line);
+    return c->dry_run ? PEFTC_OK : pc_memory_check(e, err);
+}
+
+static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
 {
     const pc_config *c = r->cfg;
     PC_TRY(reject_unavailable(c, err));
@@ -238,10 +251,15 @@ static pc_status prepare(run *r, pc_error *err)
     r->log_history = cJSON_CreateArray();
     if (!r->log_history) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     plan_steps(r);
-    PC_TRY(pc_mkdirs(c->output_dir, err));
+    if (!c->dry_run) {   /* a dry run writes nothing */
+        PC_TRY(pc_mkdirs(c->output_dir, err));
+        pc_checkpoint_remove_leftovers(c->output_dir);
+    }
     /* paged optimizer state lives in a file under output_dir, so the OS can evict it even without swap */
-    pc_optim_args oa = { c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay, c->output_dir };
-    return pc_optimizer_create(c->optim, &r->peft->trainable, &oa, &r->opt, err);
+    pc_optim_args oa = { c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay,
+                         c->dry_run ? NULL : c->output_dir };
+    PC_TRY(pc_optimizer_create(c->optim, &r->peft->trainable, &oa, &r->opt, err));
+    return estimate_memory(r, memory, err);
 }
 
 static void release(run *r)
@@ -463,31 +481,12 @@ static pc_status read_training_state(run *r, const pc_safetensors *st, const cha
     return PEFTC_OK;
 }
 
-/* The newest output_dir/checkpoint-N (resume_from_checkpoint: true). */
-static pc_status latest_checkpoint(const char *dir, char *out, size_t n, pc_error *err)
-{
-    DIR *d = opendir(dir);
-    if (!d) return pc_fail(err, PEFTC_ERR_IO, "resume_from_checkpoint: cannot open %s", dir);
-    long best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char *end;
-        if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
-        long k = strtol(e->d_name + 11, &end, 10);
-        if (!*end && k > best) best = k;
-    }
-    closedir(d);
-    if (best < 0) return pc_fail(err, PEFTC_ERR_INVALID, "resume_from_checkpoint: no checkpoint-N in %s", dir);
-    snprintf(out, n, "%s/checkpoint-%ld", dir, best);
-    return PEFTC_OK;
-}
-
 /* resume_from_checkpoint: the adapter, optimizer, counters, random streams and log of a checkpoint. */
 static pc_status resume(run *r, pc_error *err)
 {
     const char *arg = r->cfg->resume_from_checkpoint;
     char dir[4200], path[4400];
-    if (!strcmp(arg, "true") || !strcmp(arg, "True")) PC_TRY(latest_checkpoint(r->cfg->output_dir, dir, sizeof dir, err));
+    if (!strcmp(arg, "true") || !strcmp(arg, "True")) PC_TRY(pc_checkpoint_latest(r->cfg->output_dir, dir, sizeof dir, err));
     else snprintf(dir, sizeof dir, "%s", arg);
     PC_TRY(pc_peft_load_weights(r->peft, dir, err));
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
@@ -509,47 +508,26 @@ static pc_status resume(run *r, pc_error *err)
     return PEFTC_OK;
 }
 
-/* save_total_limit: keep the newest checkpoints only (pruned after the new one is complete). */
-static void prune_checkpoints(const run *r)
+/* checkpoint-N/: the adapter, trainer_state.json, optimizer state and training state, written into a
+ * temporary directory and renamed into place when complete (train/checkpoints.h); save_total_limit
+ * prunes older ones afterwards. A second save at the same step (Ctrl-C right after a scheduled save)
+ * writes nothing new. */
+static pc_status save_checkpoint(run *r, pc_error *err)
 {
-    int limit = r->cfg->save_total_limit;
-    if (limit <= 0) return;
-    for (long k = r->step - 1; k >= 0; k--) {
-        char path[4200];
-        int kept = 0;
-        DIR *d = opendir(r->cfg->output_dir);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            char *end;
-            if (strncmp(e->d_name, "checkpoint-", 11) != 0) continue;
-            long n = strtol(e->d_name + 11, &end, 10);
-            kept += !*end && n > k;
-        }
-        if (d) closedir(d);
-        if (kept < limit) continue;
-        snprintf(path, sizeof path, "%s/checkpoint-%ld", r->cfg->output_dir, k);
-        if (pc_path_exists(path)) pc_remove_tree(path, NULL);
-    }
-}
-
-/* checkpoint-N/ is written under a temporary name and renamed when complete. */
-static pc_status save_checkpoint(const run *r, pc_error *err)
-{
-    char final[4200], tmp[4300];
-    snprintf(final, sizeof final, "%s/checkpoint-%ld", r->cfg->output_dir, r->step);
-    snprintf(tmp, sizeof tmp, "%s/.checkpoint-%ld.tmp-%d", r->cfg->output_dir, r->step, (int)getpid());
-    PC_TRY(pc_remove_tree(tmp, err));
-    PC_TRY(pc_mkdirs(tmp, err));
+    if (r->saved_step == r->step) return PEFTC_OK;
+    char tmp[4200], path[4400];
+    PC_TRY(pc_checkpoint_begin(r->cfg->output_dir, r->step, tmp, sizeof tmp, err));
     pc_status s = write_outputs(r, tmp, err);
-    char opt_path[4400];
-    snprintf(opt_path, sizeof opt_path, "%s/optimizer.safetensors", tmp);
-    if (!s) s = pc_optimizer_save(r->opt, &r->peft->trainable, opt_path, err);
+    pc_checkpoint_test_pause();
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
+    if (!s) s = pc_optimizer_save(r->opt, &r->peft->trainable, path, err);
+    pc_checkpoint_test_pause();
     if (!s) s = save_training_state(r, tmp, err);
-    if (!s) s = pc_remove_tree(final, err);
-    if (!s && rename(tmp, final) != 0) s = pc_fail(err, PEFTC_ERR_IO, "cannot rename %s to %s", tmp, final);
-    if (s) pc_remove_tree(tmp, NULL);
-    else prune_checkpoints(r);
-    return s;
+    if (!s) s = pc_checkpoint_commit(r->cfg->output_dir, tmp, r->step, err);
+    if (s) { pc_checkpoint_abandon(tmp); return s; }
+    r->saved_step = r->step;
+    pc_checkpoint_prune(r->cfg->output_dir, r->step, r->cfg->save_total_limit);
+    return PEFTC_OK;
 }
 
 static pc_status evaluate_and_log(run *r, pc_error *err)
@@ -734,7 +712,9 @@ pc_status pc_train(const pc_config *cfg, const pc_trainer_hooks *hooks, pc_train
     memset(result, 0, sizeof *result);
     r.cfg = cfg;
     r.hooks = hooks;
-    pc_status s = prepare(&r, err);
+    r.saved_step = -1;
+    pc_status s = prepare(&r, &result->memory, err);
+    if (!s && cfg->dry_run) { release(&r); return PEFTC_OK; }
     int32_t pad = s ? 0 : pc_padding_id(r.tok);
     if (!s && cfg->resume_from_checkpoint) s = resume(&r, err);
     else if (!s && r.eval.n > 0) s = pc_evaluate(r.model, &r.eval, cfg->per_device_eval_batch_size, pad, &result->eval_before, err);

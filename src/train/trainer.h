@@ -11,6 +11,7 @@
 #include "text/tokenizer.h"
 #include "train/batches.h"
 #include "train/config.h"
+#include "train/memory.h"
 
 typedef struct pc_progress {
     long step, max_steps;
@@ -44,6 +45,7 @@ typedef struct pc_train_result {
     double runtime_seconds;
     double tokens_per_second;
     pc_eval_result eval_before, eval_after;   /* when a validation_file is given (n = 0 otherwise) */
+    pc_memory_estimate memory;                /* made before the first step (and all that dry_run does) */
 } pc_train_result;
 
 /* Runs a whole training job as configured: loads model, tokenizer, data and

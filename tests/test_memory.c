@@ -1,0 +1,161 @@
+/* The peak memory estimate against the kernel's measure (ru_maxrss of a `peftc train` child) on a
+ * ~75 MB DistilBERT built here, whose weights dominate; the refusal when the estimate exceeds the
+ * allowed memory (forced with --max_memory_mb); --dry_run reports and writes nothing. */
+#include "testlib.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "base/fs.h"
+#include "models/distilbert.h"
+
+/* The estimate may be this far (relative) from the measured peak resident size. */
+#define TOLERANCE 0.15
+
+static const char *const words[] = {"good", "great", "fine", "fun", "bad", "awful", "dull", "poor", "film", "movie",
+                                    "a", "the", "very", "not"};
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK_MSG(f != NULL, "cannot write %s", path);
+    if (f) { fputs(text, f); fclose(f); }
+}
+
+/* 6 layers of dim 512 / FFN 2048: 19M parameters, 76 MB of float32 weights; a 19-word vocabulary. */
+static void make_world(const char *dir)
+{
+    char path[600];
+    pc_error err = {0};
+    snprintf(path, sizeof path, "%s/model", dir);
+    CHECK(pc_mkdirs(path, &err) == PEFTC_OK);
+    char *labels[2] = {"NEGATIVE", "POSITIVE"};
+    pc_distilbert_config c = { .dim = 512, .n_layers = 6, .n_heads = 8, .hidden_dim = 2048, .vocab_size = 19,
+                               .max_position_embeddings = 64, .dropout = 0.1f, .attention_dropout = 0.1f,
+                               .seq_classif_dropout = 0.2f, .num_labels = 2, .id2label = labels };
+    CHECK_MSG(pc_distilbert_write_random(path, &c, 3, &err) == PEFTC_OK, "%s", err.msg);
+    char vocab[512] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+    for (int i = 0; i < 14; i++) { strcat(vocab, words[i]); strcat(vocab, "\n"); }
+    snprintf(path, sizeof path, "%s/model/vocab.txt", dir);
+    write_text(path, vocab);
+    char data[4096] = "";
+    for (int i = 0; i < 16; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "{\"text\": \"a %s %s\", \"label\": %d}\n", words[i % 8], words[8 + i % 2], i % 8 < 4);
+        strcat(data, line);
+    }
+    snprintf(path, sizeof path, "%s/train.jsonl", dir);
+    write_text(path, data);
+}
+
+/* Runs `peftc train` on the world with extra arguments (NULL-terminated, at most 6), output in log;
+ * returns the exit status (-1 when killed) and the child's peak resident size in bytes. */
+static int run_train(const char *dir, const char *out, const char *log, const char *const *extra, double *maxrss)
+{
+    char model[600], train[600], output[600];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(train, sizeof train, "%s/train.jsonl", dir);
+    snprintf(output, sizeof output, "%s/%s", dir, out);
+    const char *bin = getenv("PEFTC_BIN") ? getenv("PEFTC_BIN") : "build/peftc";
+    const char *argv[24] = {bin, "train", "--model_name_or_path", model, "--train_file", train, "--output_dir",
+                            output, "--target_modules", "q_lin,v_lin", "--per_device_train_batch_size", "8",
+                            "--max_steps", "2", "--save_strategy", "no"};
+    int n = 16;
+    for (int i = 0; extra && extra[i] && n < 23; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) { dup2(fd, STDOUT_FILENO); dup2(fd, STDERR_FILENO); close(fd); }
+        setenv("OMP_NUM_THREADS", "1", 1);   /* quick on a loaded machine; the estimate counts threads */
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    if (pid < 0 || wait4(pid, &status, 0, &ru) < 0) return -2;
+    *maxrss = 1024.0 * (double)ru.ru_maxrss;   /* kilobytes on Linux */
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static char *slurp(const char *path)
+{
+    char *text = NULL;
+    size_t len;
+    pc_error err = {0};
+    if (pc_read_file(path, 1 << 20, &text, &len, &err) != PEFTC_OK) return NULL;
+    return text;
+}
+
+/* The "estimated peak memory N MiB" figure of a log, in bytes (-1 when absent). */
+static double logged_estimate(const char *log)
+{
+    char *text = slurp(log);
+    const char *p = text ? strstr(text, "estimated peak memory ") : NULL;
+    double v = p ? atof(p + 22) * 1024 * 1024 : -1;
+    free(text);
+    return v;
+}
+
+static char *make_dir(void)
+{
+    static char dir[512];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "%s/memory", pc_test_tmpdir());
+        make_world(dir);
+    }
+    return dir;
+}
+
+TEST(memory_estimate_is_close_to_the_measured_peak)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    SKIP("AddressSanitizer's shadow memory and quarantine inflate the resident size");
+#endif
+    char log[700];
+    const char *dir = make_dir();
+    snprintf(log, sizeof log, "%s/train.log", dir);
+    double rss = 0;
+    CHECK_INT_EQ(run_train(dir, "out", log, NULL, &rss), 0);
+    double est = logged_estimate(log);
+    printf("  estimate %.1f MiB, measured peak RSS %.1f MiB (%+.1f%%)\n", est / 1048576, rss / 1048576,
+           100 * (est - rss) / rss);
+    CHECK_MSG(est > 0, "no estimate in %s", log);
+    CHECK_MSG(rss > 70e6, "the run's peak %.0f bytes is below its weights: not the intended model", rss);
+    CHECK_MSG(fabs(est - rss) <= TOLERANCE * rss, "estimate %.1f MiB vs measured %.1f MiB", est / 1048576, rss / 1048576);
+}
+
+TEST(memory_refusal_and_dry_run)
+{
+    char log[700], path[800];
+    const char *dir = make_dir();
+    snprintf(log, sizeof log, "%s/refuse.log", dir);
+    double rss = 0;
+    const char *const small[] = {"--max_memory_mb", "40", NULL};
+    CHECK_INT_EQ(run_train(dir, "refused", log, small, &rss), 1);
+    char *text = slurp(log);
+    CHECK_CONTAINS(text, "not enough memory: estimated peak memory");
+    CHECK_CONTAINS(text, "40 MiB available (max_memory_mb)");
+    free(text);
+    snprintf(path, sizeof path, "%s/refused/adapter_model.safetensors", dir);
+    CHECK(!pc_path_exists(path));
+#if !defined(__SANITIZE_ADDRESS__)
+    CHECK_MSG(rss < 60e6, "refused only after %.0f bytes were resident", rss);   /* weights mapped, not read */
+#endif
+
+    const char *const dry[] = {"--dry_run", NULL};
+    snprintf(log, sizeof log, "%s/dry.log", dir);
+    CHECK_INT_EQ(run_train(dir, "dry", log, dry, &rss), 0);
+    text = slurp(log);
+    CHECK_CONTAINS(text, "peak memory estimate (MiB):");
+    CHECK_CONTAINS(text, "weights");
+    CHECK_CONTAINS(text, "activations");
+    CHECK_CONTAINS(text, "dry run: nothing trained or written");
+    free(text);
+    snprintf(path, sizeof path, "%s/dry", dir);
+    CHECK_MSG(!pc_path_exists(path), "a dry run created %s", path);
+}
