@@ -1,6 +1,8 @@
 #include "nn/attention.h"
 #include "nn/attention_internal.h"
 
+#include "base/profile.h"
+#include "base/threads.h"
 #include "kernels/gemm.h"
 
 #include <float.h>
@@ -15,6 +17,11 @@ enum { TILED_MIN_T = 256 };
 bool pc_attention_tiled(int T, bool dropout)
 {
     return !dropout && T >= TILED_MIN_T;
+}
+
+bool pc_attention_parallel(int B, int T, int H, int hd)
+{
+    return (double)B * H * T * T * hd >= PC_PARALLEL_MIN;
 }
 
 int pc_attention_slots(int B, int H)
@@ -96,7 +103,7 @@ void pc_attention_forward_plain(float *out, float *probs, const float *q, const 
 {
     const int D = H * hd, Dkv = Hkv * hd, slots = pc_attention_slots(B, H), pairs = B * H;
     const size_t TT = (size_t)T * T;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (pc_attention_parallel(B, T, H, hd))
     for (int slot = 0; slot < slots; slot++) {
         float *dropped = scratch + (size_t)slot * 2 * TT;
         for (int pair = slot; pair < pairs; pair += slots) {
@@ -136,7 +143,7 @@ void pc_attention_sum_group_shares(float *dst, const float *share, int B, int T,
 {
     const int rep = H / Hkv;
     const long rows = (long)B * T;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (rows * Hkv * hd * (H / Hkv) >= PC_PARALLEL_MIN)
     for (long r = 0; r < rows; r++) {
         const long b = r / T, t = r % T;
         for (int g = 0; g < Hkv; g++) {
@@ -158,7 +165,7 @@ void pc_attention_backward_plain(float *dq, float *dk, float *dv, const float *d
     const size_t TT = (size_t)T * T, share = (size_t)T * hd;
     const bool grouped = Hkv < H;
     float *dk_share = scratch + (size_t)slots * 2 * TT, *dv_share = dk_share + (size_t)pairs * share;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (pc_attention_parallel(B, T, H, hd))
     for (int slot = 0; slot < slots; slot++) {
         float *dp = scratch + (size_t)slot * 2 * TT;
         float *dropped = dp + TT;
@@ -196,10 +203,12 @@ void pc_attention_forward(float *out, float *saved, const float *q, const float 
                           const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv, int hd,
                           float scale, bool causal, float *scratch)
 {
+    pc_op_begin(PC_OP_ATTENTION);
     if (pc_attention_tiled(T, drop_mask != NULL))
         pc_attention_forward_tiled(out, saved, q, k, v, key_mask, B, T, H, Hkv, hd, scale, causal, scratch);
     else
         pc_attention_forward_plain(out, saved, q, k, v, key_mask, drop_mask, B, T, H, Hkv, hd, scale, causal, scratch);
+    pc_op_end();
 }
 
 void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *saved,
@@ -207,12 +216,14 @@ void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                            const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale, bool causal,
                            float *scratch)
 {
+    pc_op_begin(PC_OP_ATTENTION);
     if (pc_attention_tiled(T, drop_mask != NULL))
         pc_attention_backward_tiled(dq, dk, dv, dout, out, saved, q, k, v, key_mask, B, T, H, Hkv, hd, scale, causal,
                                     scratch);
     else
         pc_attention_backward_plain(dq, dk, dv, dout, saved, q, k, v, key_mask, drop_mask, B, T, H, Hkv, hd, scale,
                                     causal, scratch);
+    pc_op_end();
 }
 
 size_t pc_attention_decode_scratch_floats(int n_ctx, int H)

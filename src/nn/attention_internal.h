@@ -3,6 +3,7 @@
 #ifndef PC_NN_ATTENTION_INTERNAL_H
 #define PC_NN_ATTENTION_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,8 @@
  * the same way in any slot, so results are bit-identical for any number of threads. OpenBLAS (the OpenMP
  * build) runs single-threaded when called inside the parallel region. */
 int pc_attention_slots(int B, int H);
+/* Whether the pairs are worth a parallel region (tiny problems run serial, in the same slots). */
+bool pc_attention_parallel(int B, int T, int H, int hd);
 
 /* Offsets of pair (b, h)'s query columns in [B, T, H*hd] and of its key/value columns in [B, T, Hkv*hd]. */
 typedef struct { size_t q, kv; } pc_head_cols;

@@ -113,7 +113,7 @@ void pc_attention_forward_tiled(float *out, float *lse, const float *q, const fl
 {
     const int D = H * hd, Dkv = Hkv * hd, slots = pc_attention_slots(B, H), pairs = B * H;
     const size_t stride = pc_attention_tiled_slot_floats(T, hd);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (pc_attention_parallel(B, T, H, hd))
     for (int slot = 0; slot < slots; slot++)
         for (int pair = slot; pair < pairs; pair += slots) {
             const int b = pair / H;
@@ -210,7 +210,7 @@ void pc_attention_backward_tiled(float *dq, float *dk, float *dv, const float *d
     const size_t stride = pc_attention_tiled_slot_floats(T, hd), share = (size_t)T * hd;
     const bool grouped = Hkv < H;
     float *dk_share = scratch + (size_t)slots * stride, *dv_share = dk_share + (size_t)pairs * share;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (pc_attention_parallel(B, T, H, hd))
     for (int slot = 0; slot < slots; slot++)
         for (int pair = slot; pair < pairs; pair += slots) {
             const int b = pair / H;

@@ -69,6 +69,8 @@ typedef struct pc_config {
     char *resume_from_checkpoint;  /* NULL, a checkpoint directory, or "true" for output_dir's newest */
     int max_consecutive_nonfinite_steps;  /* peftc: stop after this many skipped (NaN/Inf) steps in a row (5) */
     int seed;                      /* 42 */
+    int threads;                   /* peftc: worker threads (0: OMP_NUM_THREADS, else every core) */
+    bool profile;                  /* peftc: time each phase and op kind of the training steps */
     bool logging_first_step, shuffle, gradient_checkpointing, dataloader_drop_last;
 
     /* SFT data (TRL's SFTConfig) and generation (GenerationConfig) */
