@@ -7,6 +7,9 @@
 /* Elements of work below which a loop runs serial: forking and joining the team costs more (and much more
  * when the cores are shared with other processes). */
 #define PC_PARALLEL_MIN 32768
+/* A trainable tensor larger than this gets a parallel loop of its own in the optimizer; smaller ones are
+ * shared out whole among the threads. */
+#define PC_PARAM_SPLIT_MIN 65536
 
 /* n > 0: use n threads; n == 0: OMP_NUM_THREADS when set, else every core. Nested parallel regions are
  * switched off either way. */
