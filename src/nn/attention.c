@@ -143,7 +143,7 @@ void pc_attention_sum_group_shares(float *dst, const float *share, int B, int T,
 {
     const int rep = H / Hkv;
     const long rows = (long)B * T;
-    #pragma omp parallel for schedule(static) if (rows * Hkv * hd * (H / Hkv) >= PC_PARALLEL_MIN)
+    #pragma omp parallel for schedule(static) if (rows * H * hd >= PC_PARALLEL_MIN)
     for (long r = 0; r < rows; r++) {
         const long b = r / T, t = r % T;
         for (int g = 0; g < Hkv; g++) {
