@@ -3,6 +3,7 @@
 #include "testlib.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -289,4 +290,56 @@ TEST(cli_stories_lora_lowers_validation_loss_and_generates)
              pc_test_tmpdir());
     CHECK_MSG(run_peftc(args, merged, sizeof merged) == 0, "%s", merged);
     CHECK_STR_EQ(merged, with_adapter);
+}
+
+/* The value after `label` on the line that starts (after spaces) with it, or -1. */
+static double profile_value(const char *out, const char *label)
+{
+    char needle[64];
+    snprintf(needle, sizeof needle, "\n  %s ", label);
+    const char *at = strstr(out, needle);
+    return at ? strtod(at + strlen(needle), NULL) : -1;
+}
+
+/* --profile: the table is printed, the phases add up to the step time, the main op kinds are seen, and the
+ * steps took no longer than the whole process did (timed here, outside the code under test). */
+TEST(cli_train_profile_prints_phases_and_ops)
+{
+    char dir[512], args[2048], out[16384];
+    make_world_dir(dir, sizeof dir, "cli_profile", 2);
+    snprintf(args, sizeof args, "train --model_name_or_path %s/model --train_file %s/train.jsonl --output_dir %s/out "
+             "--target_modules q_lin,v_lin --max_steps 6 --save_strategy no --id2label NEGATIVE,POSITIVE "
+             "--threads 2 --profile", dir, dir, dir);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = run_peftc(args, out, sizeof out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
+    const char *table = strstr(out, "profile: 6 steps, ");
+    CHECK_MSG(table != NULL, "no profile table: %s", out);
+    if (!table) return;
+    CHECK_CONTAINS(table, ", 2 threads\n");
+    const double wall_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6;
+    const double step_ms = strtod(table + strlen("profile: 6 steps, "), NULL);
+    CHECK_MSG(step_ms > 0 && 6 * step_ms < wall_ms, "step %g ms, process %g ms", step_ms, wall_ms);
+    double phases = 0;
+    const char *names[] = {"data", "forward", "backward", "optimizer"};
+    for (int i = 0; i < 4; i++) {
+        double ms = profile_value(table, names[i]);
+        CHECK_MSG(ms >= 0, "phase %s missing: %s", names[i], table);
+        phases += ms;
+    }
+    CHECK_MSG(phases > 0.8 * step_ms && phases <= 1.001 * step_ms + 0.01, "phases %g ms of a %g ms step", phases,
+              step_ms);
+    CHECK_NEAR(profile_value(table, "sum of phases"), phases, 0.01);
+    /* every kind is listed; those this model spends real time in are not zero */
+    const char *ops[] = {"matmul (base)", "attention", "norm", "activation", "dropout", "lora", "embedding", "loss",
+                         "matmul (4-bit base)", "rope"};
+    double op_sum = 0;
+    for (int i = 0; i < 10; i++) {
+        double ms = profile_value(table, ops[i]);
+        CHECK_MSG(i < 5 ? ms > 0 : ms >= 0, "op %s: %g ms: %s", ops[i], ms, table);
+        op_sum += ms;
+    }
+    CHECK_MSG(op_sum <= phases + 0.01, "ops %g ms > phases %g ms", op_sum, phases);
 }

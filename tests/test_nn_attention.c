@@ -39,12 +39,12 @@ static void att_setup(att_case *c, bool use_mask, bool use_drop, bool causal, in
 
 static float *att_scratch(void)
 {
-    return malloc(sizeof(float) * (pc_attention_scratch_floats(AB, AT, AH, 1, AHD) + 1));
+    return malloc(sizeof(float) * (pc_attention_scratch_floats(AB, AT, AH, 1, AHD, true) + 1));
 }
 
 static void att_forward(att_case *c, float *out, float *probs, float *scratch)
 {
-    pc_attention_forward(out, probs, c->q, c->k, c->v, c->use_mask ? c->mask : NULL,
+    pc_attention_forward_plain(out, probs, c->q, c->k, c->v, c->use_mask ? c->mask : NULL,
                          c->use_drop ? c->drop : NULL, AB, AT, AH, c->hkv, AHD, c->scale, c->causal, scratch);
 }
 
@@ -138,7 +138,7 @@ TEST(nn_attention_fully_masked_row_is_uniform)
     static float dq[AN], dk[AN], dv[AN], dout[AN];
     memset(dout, 0, sizeof dout);
     for (int i = 0; i < AD; i++) dout[i] = 1.0f;  /* gradient only into query row 0 of batch 0 */
-    pc_attention_backward(dq, dk, dv, dout, probs, c.q, c.k, c.v, c.mask, NULL, AB, AT, AH, AH, AHD, c.scale,
+    pc_attention_backward_plain(dq, dk, dv, dout, probs, c.q, c.k, c.v, c.mask, NULL, AB, AT, AH, AH, AHD, c.scale,
                           true, scratch);
     for (int i = 0; i < AN; i++) CHECK(dq[i] == 0.0f && dk[i] == 0.0f);
     for (int j = 0; j < AT; j++) CHECK_NEAR(dv[j * AD], 1.0 / AT, 1e-7);  /* dv = P^T dout */
@@ -166,7 +166,7 @@ TEST(nn_attention_gradients_match_finite_differences)
         att_setup(&c, variant & 1, variant & 2, variant & 4, AH >> (variant / 8));
         static float out[AN], probs[AP], dq[AN], dk[AN], dv[AN];
         att_forward(&c, out, probs, scratch);
-        pc_attention_backward(dq, dk, dv, c.w, probs, c.q, c.k, c.v, c.use_mask ? c.mask : NULL,
+        pc_attention_backward_plain(dq, dk, dv, c.w, probs, c.q, c.k, c.v, c.use_mask ? c.mask : NULL,
                               c.use_drop ? c.drop : NULL, AB, AT, AH, c.hkv, AHD, c.scale, c.causal, scratch);
         att_ctx ctx = {&c, scratch};
         double eq = nn_gradcheck(c.q, AN, dq, att_loss, &ctx, 1e-3f);
@@ -187,11 +187,11 @@ TEST(nn_attention_single_token)
     nn_fill(k, 6, "att1_k", -1, 1);
     nn_fill(v, 6, "att1_v", -1, 1);
     nn_fill(dout, 6, "att1_w", -1, 1);
-    float *scratch = malloc(sizeof(float) * (pc_attention_scratch_floats(1, 1, 2, 2, 3) + 1));
+    float *scratch = malloc(sizeof(float) * (pc_attention_scratch_floats(1, 1, 2, 2, 3, true) + 1));
     CHECK(scratch != NULL);
     if (!scratch) return;
-    pc_attention_forward(out, probs, q, k, v, NULL, NULL, 1, 1, 2, 2, 3, 0.5f, true, scratch);
-    pc_attention_backward(dq, dk, dv, dout, probs, q, k, v, NULL, NULL, 1, 1, 2, 2, 3, 0.5f, true, scratch);
+    pc_attention_forward_plain(out, probs, q, k, v, NULL, NULL, 1, 1, 2, 2, 3, 0.5f, true, scratch);
+    pc_attention_backward_plain(dq, dk, dv, dout, probs, q, k, v, NULL, NULL, 1, 1, 2, 2, 3, 0.5f, true, scratch);
     CHECK(probs[0] == 1.0f && probs[1] == 1.0f);
     for (int i = 0; i < 6; i++) {
         CHECK(out[i] == v[i]);
@@ -205,7 +205,7 @@ TEST(nn_attention_single_token)
 TEST(nn_attention_same_bits_for_any_thread_count)
 {
     enum { B = 3, T = 19, H = 4, HKV = 2, HD = 8, N = B * T * H * HD, NKV = B * T * HKV * HD, P = B * H * T * T };
-    const size_t scratch_floats = pc_attention_scratch_floats(B, T, H, HKV, HD);
+    const size_t scratch_floats = pc_attention_scratch_floats(B, T, H, HKV, HD, true);
     const size_t floats = 12 * (size_t)N + 3 * (size_t)P + scratch_floats;
     float *buf = malloc(sizeof(float) * floats);
     uint8_t mask[B * T];
@@ -226,8 +226,8 @@ TEST(nn_attention_same_bits_for_any_thread_count)
     const int saved = omp_get_max_threads();
     for (int r = 0; r < 2; r++) {
         omp_set_num_threads(r == 0 ? 1 : (saved > 1 ? saved : 3));
-        pc_attention_forward(res[r][0], res[r][1], q, k, v, mask, drop, B, T, H, HKV, HD, 0.35f, true, scratch);
-        pc_attention_backward(res[r][2], res[r][3], res[r][4], dout, res[r][1], q, k, v, mask, drop,
+        pc_attention_forward_plain(res[r][0], res[r][1], q, k, v, mask, drop, B, T, H, HKV, HD, 0.35f, true, scratch);
+        pc_attention_backward_plain(res[r][2], res[r][3], res[r][4], dout, res[r][1], q, k, v, mask, drop,
                               B, T, H, HKV, HD, 0.35f, true, scratch);
     }
     omp_set_num_threads(saved);
@@ -256,13 +256,13 @@ TEST(nn_attention_grouped_equals_repeated_heads)
                 kr[(r * H + h) * HD + d] = k[(r * HKV + h / REP) * HD + d];
                 vr[(r * H + h) * HD + d] = v[(r * HKV + h / REP) * HD + d];
             }
-    float *scratch = malloc(sizeof(float) * pc_attention_scratch_floats(B, T, H, HKV, HD));
+    float *scratch = malloc(sizeof(float) * pc_attention_scratch_floats(B, T, H, HKV, HD, true));
     CHECK(scratch != NULL);
     if (!scratch) return;
-    pc_attention_forward(out, probs, q, k, v, NULL, NULL, B, T, H, HKV, HD, 0.5f, true, scratch);
-    pc_attention_backward(dq, dk, dv, dout, probs, q, k, v, NULL, NULL, B, T, H, HKV, HD, 0.5f, true, scratch);
-    pc_attention_forward(outr, probsr, q, kr, vr, NULL, NULL, B, T, H, H, HD, 0.5f, true, scratch);
-    pc_attention_backward(dqr, dkr, dvr, dout, probsr, q, kr, vr, NULL, NULL, B, T, H, H, HD, 0.5f, true, scratch);
+    pc_attention_forward_plain(out, probs, q, k, v, NULL, NULL, B, T, H, HKV, HD, 0.5f, true, scratch);
+    pc_attention_backward_plain(dq, dk, dv, dout, probs, q, k, v, NULL, NULL, B, T, H, HKV, HD, 0.5f, true, scratch);
+    pc_attention_forward_plain(outr, probsr, q, kr, vr, NULL, NULL, B, T, H, H, HD, 0.5f, true, scratch);
+    pc_attention_backward_plain(dqr, dkr, dvr, dout, probsr, q, kr, vr, NULL, NULL, B, T, H, H, HD, 0.5f, true, scratch);
     memset(dk_sum, 0, sizeof dk_sum);
     memset(dv_sum, 0, sizeof dv_sum);
     for (int r = 0; r < B * T; r++)
@@ -287,13 +287,13 @@ TEST(nn_attention_decode_equals_last_row_of_causal_forward)
     nn_fill(q, T * D, "dec_q", -2, 2);
     nn_fill(k, T * DKV, "dec_k", -2, 2);
     nn_fill(v, T * DKV, "dec_v", -2, 2);
-    float *scratch = malloc(sizeof(float) * (pc_attention_scratch_floats(1, T, H, HKV, HD) +
+    float *scratch = malloc(sizeof(float) * (pc_attention_scratch_floats(1, T, H, HKV, HD, true) +
                                              pc_attention_decode_scratch_floats(T, H)));
     CHECK(scratch != NULL);
     if (!scratch) return;
     const float scale = 1.0f / sqrtf((float)HD);
     for (int n = 1; n <= T; n++) {
-        pc_attention_forward(out, probs, q, k, v, NULL, NULL, 1, n, H, HKV, HD, scale, true, scratch);
+        pc_attention_forward_plain(out, probs, q, k, v, NULL, NULL, 1, n, H, HKV, HD, scale, true, scratch);
         pc_attention_decode(step, q + (n - 1) * D, k, v, n, H, HKV, HD, scale, scratch);
         double e = pc_test_max_rel_err(step, out + (n - 1) * D, D);
         CHECK_MSG(e < 1e-6, "n_ctx %d: decode vs forward rel err %g", n, e);

@@ -1,7 +1,10 @@
 #include "base/param.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/threads.h"
 
 int pc_param_list_add(pc_param_list *l, const char *name, float *data, float *grad,
                       int ndim, const int64_t *shape, bool decay)
@@ -43,8 +46,17 @@ int64_t pc_param_list_numel(const pc_param_list *l)
 
 void pc_param_list_zero_grad(pc_param_list *l)
 {
+    #pragma omp parallel for schedule(dynamic) if (pc_param_list_small_numel(l, LONG_MAX) >= PC_PARALLEL_MIN)
     for (int i = 0; i < l->n; i++)
         memset(l->items[i].grad, 0, sizeof(float) * (size_t)l->items[i].numel);
+}
+
+long pc_param_list_small_numel(const pc_param_list *l, long max_numel)
+{
+    long total = 0;
+    for (int i = 0; i < l->n; i++)
+        if (l->items[i].numel <= max_numel) total += (long)l->items[i].numel;
+    return total;
 }
 
 void pc_param_list_free(pc_param_list *l)

@@ -28,6 +28,8 @@ int pc_param_list_add(pc_param_list *l, const char *name, float *data, float *gr
 pc_param *pc_param_list_find(const pc_param_list *l, const char *name);
 int64_t pc_param_list_numel(const pc_param_list *l);
 void pc_param_list_zero_grad(pc_param_list *l);
+/* Elements in the tensors of at most max_numel elements each (LONG_MAX: all). */
+long pc_param_list_small_numel(const pc_param_list *l, long max_numel);
 void pc_param_list_free(pc_param_list *l);
 
 #endif

@@ -1,4 +1,5 @@
 #include "base/rng.h"
+#include "base/threads.h"
 
 #include <math.h>
 
@@ -131,7 +132,7 @@ void pc_rng_fill_uniform(pc_rng *r, float *dst, long n, float lo, float hi)
     const pc_rng s = *r;
     const float width = hi - lo;
     const long blocks = (n + LANES - 1) / LANES;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long b = 0; b < blocks; b++) {
         uint32_t w0[LANES], w1[LANES];
         draw_lanes(w0, w1, &s, s.counter + (uint64_t)(b * LANES));
@@ -145,7 +146,7 @@ void pc_rng_fill_normal(pc_rng *r, float *dst, long n, float mean, float std)
 {
     const pc_rng s = *r;
     const long blocks = (n + LANES - 1) / LANES;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long b = 0; b < blocks; b++) {
         uint32_t w0[LANES], w1[LANES];
         draw_lanes(w0, w1, &s, s.counter + (uint64_t)(b * LANES));

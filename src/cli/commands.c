@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/profile.h"
+#include "base/threads.h"
 #include "cli/cli.h"
 #include "formats/safetensors.h"
 #include "train/batches.h"
@@ -36,6 +38,7 @@ int cli_parse_args(int argc, char **argv, pc_config *cfg, cli_flags *flags, char
         if (!value && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) value = argv[++i];
         if (pc_config_set(cfg, key, value, "command line", &err) != PEFTC_OK) { cli_print_error(&err); return 2; }
     }
+    pc_set_threads(cfg->threads);
     return 0;
 }
 
@@ -104,6 +107,30 @@ static void print_memory(const pc_memory_estimate *e)
     printf("dry run: nothing trained or written\n");
 }
 
+/* --profile: per-step milliseconds and share of the step of each phase and op kind; "other" is time inside
+ * the phases that no op timer covered (residual adds, copies, the model's glue). */
+static void print_profile(void)
+{
+    pc_profile_report p;
+    pc_profile_read(&p);
+    if (p.steps == 0) return;
+    const double per = 1e3 / (double)p.steps, step_ms = p.step_seconds * per;
+    printf("profile: %ld steps, %.2f ms per step, %d threads\n", p.steps, step_ms, pc_threads());
+    printf("  %-22s %10s %8s\n", "phase", "ms/step", "% step");
+    double phases = 0, ops = 0;
+    for (int i = 0; i < PC_PHASE_COUNT; i++) {
+        printf("  %-22s %10.4f %7.1f%%\n", pc_phase_name(i), p.phase[i] * per, 100 * p.phase[i] / p.step_seconds);
+        phases += p.phase[i];
+    }
+    printf("  %-22s %10.4f %7.1f%%\n", "sum of phases", phases * per, 100 * phases / p.step_seconds);
+    printf("  %-22s %10s %8s\n", "op kind", "ms/step", "% step");
+    for (int i = 0; i < PC_OP_COUNT; i++) {
+        printf("  %-22s %10.4f %7.1f%%\n", pc_op_name(i), p.op[i] * per, 100 * p.op[i] / p.step_seconds);
+        ops += p.op[i];
+    }
+    printf("  %-22s %10.4f %7.1f%%\n", "other", (phases - ops) * per, 100 * (phases - ops) / p.step_seconds);
+}
+
 /* First SIGINT/SIGTERM: finish the step and save a checkpoint; a second one: exit at once. */
 static volatile sig_atomic_t stop_requested;
 
@@ -139,6 +166,7 @@ int cli_run_training(const pc_config *cfg)
            res.tokens_per_second, res.train_loss);
     printf("PEFT adapter written to %s/ (adapter_config.json, adapter_model.safetensors, trainer_state.json)\n",
            cfg->output_dir);
+    if (cfg->profile) print_profile();
     return 0;
 }
 

@@ -29,7 +29,8 @@
 
 typedef struct layer_acts {
     float *q, *k, *v, *ctx;          /* [N, D] */
-    float *probs, *attn_drop;        /* [B, H, T, T] */
+    float *attn_saved;               /* what attention backward needs (pc_attention_saved_floats) */
+    float *attn_drop;                /* [B, H, T, T] when attention dropout is on */
     float *s1, *sa, *sa_mean, *sa_rstd;
     float *f1, *g;                   /* [N, F] lin1 output, activation output */
     float *ffn_drop;                 /* [N, D] dropout mask after lin2 */
@@ -231,7 +232,9 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     T = T > d->cap_T ? T : d->cap_T;
     const pc_distilbert_config *c = &d->cfg;
     long N = (long)B * T, D = c->dim, F = c->hidden_dim, H = c->n_heads, C = m->num_labels;
-    long att = (long)B * H * T * T;
+    bool attn_dropout = c->attention_dropout > 0;
+    long att_saved = (long)pc_attention_saved_floats(B, T, (int)H, attn_dropout);
+    long att_drop = attn_dropout ? (long)B * H * T * T : 1;
     pc_owned *o = &d->owned;
     pc_owned_free_group(o, 1);  /* drop smaller activation buffers */
     o->group = 1;
@@ -248,7 +251,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (d->d_v = pc_owned_alloc(o, N * D)) && (d->d_ff = pc_owned_alloc(o, N * F)) &&
         (d->d_cls = pc_owned_alloc(o, B * D)) && (d->d_h2 = pc_owned_alloc(o, B * D)) &&
         (d->d_logits = pc_owned_alloc(o, B * C)) &&
-        (d->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, (int)H, (int)H, (int)(D / H))));
+        (d->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, (int)H, (int)H, (int)(D / H), attn_dropout)));
     for (int i = 0; ok && i < c->n_layers; i++) {
         layer_acts *a = &d->layers[i].a;
         if (m->gradient_checkpointing && i > 0) {  /* one shared set of activations, own block output */
@@ -258,7 +261,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         }
         ok = (a->q = pc_owned_alloc(o, N * D)) && (a->k = pc_owned_alloc(o, N * D)) &&
              (a->v = pc_owned_alloc(o, N * D)) && (a->ctx = pc_owned_alloc(o, N * D)) &&
-             (a->probs = pc_owned_alloc(o, att)) && (a->attn_drop = pc_owned_alloc(o, att)) &&
+             (a->attn_saved = pc_owned_alloc(o, att_saved)) && (a->attn_drop = pc_owned_alloc(o, att_drop)) &&
              (a->s1 = pc_owned_alloc(o, N * D)) && (a->sa = pc_owned_alloc(o, N * D)) &&
              (a->sa_mean = pc_owned_alloc(o, N)) && (a->sa_rstd = pc_owned_alloc(o, N)) &&
              (a->f1 = pc_owned_alloc(o, N * F)) && (a->g = pc_owned_alloc(o, N * F)) &&
@@ -304,7 +307,7 @@ static void layer_forward(dbert *d, dbert_layer *L, const float *x, const pc_bat
     pc_linear_forward(&L->v, a->v, x, N, training, rng);
     bool attn_dropout = training && c->attention_dropout > 0;
     if (attn_dropout) pc_dropout_mask(a->attn_drop, att, c->attention_dropout, rng);
-    pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, d->key_mask, attn_dropout ? a->attn_drop : NULL,
+    pc_attention_forward(a->ctx, a->attn_saved, a->q, a->k, a->v, d->key_mask, attn_dropout ? a->attn_drop : NULL,
                          b->B, b->T, H, H, hd, 1.0f / sqrtf((float)hd), false, d->attn_scratch);
     pc_linear_forward(&L->o, a->s1, a->ctx, N, training, rng);
     pc_vec_add(a->s1, x, (long)N * D);
@@ -423,7 +426,7 @@ static void layer_backward(dbert *d, dbert_layer *L, const float *x, const pc_ba
                           L->ln_sa.w, N, D);
     pc_linear_backward(&L->o, d->d_tmp, false, d->d_cur, a->ctx, N);
     bool attn_dropout = d->training && c->attention_dropout > 0;
-    pc_attention_backward(d->d_q, d->d_k, d->d_v, d->d_tmp, a->probs, a->q, a->k, a->v, d->key_mask,
+    pc_attention_backward(d->d_q, d->d_k, d->d_v, d->d_tmp, a->ctx, a->attn_saved, a->q, a->k, a->v, d->key_mask,
                           attn_dropout ? a->attn_drop : NULL, b->B, b->T, H, H, hd, 1.0f / sqrtf((float)hd), false,
                           d->attn_scratch);
     float *dx = need_dx ? d->d_cur : NULL;

@@ -24,7 +24,7 @@
 #include "peft/neftune.h"
 
 typedef struct layer_acts {
-    float *n1, *mean1, *rstd1, *qkv, *q, *k, *v, *probs, *attn_drop, *ctx, *proj_drop, *h;
+    float *n1, *mean1, *rstd1, *qkv, *q, *k, *v, *attn_saved, *attn_drop, *ctx, *proj_drop, *h;
     float *n2, *mean2, *rstd2, *fc, *act, *mlp_drop, *out;
 } layer_acts;
 
@@ -152,12 +152,12 @@ static pc_status load_layer(gpt2 *g, int i, pc_error *err)
 
 /* ---------- activations ---------- */
 
-static bool alloc_layer_acts(pc_owned *o, layer_acts *a, long N, long E, long I, long att)
+static bool alloc_layer_acts(pc_owned *o, layer_acts *a, long N, long E, long I, long att_saved, long att_drop)
 {
     return (a->n1 = pc_owned_alloc(o, N * E)) && (a->mean1 = pc_owned_alloc(o, N)) &&
            (a->rstd1 = pc_owned_alloc(o, N)) && (a->qkv = pc_owned_alloc(o, N * 3 * E)) &&
            (a->q = pc_owned_alloc(o, N * E)) && (a->k = pc_owned_alloc(o, N * E)) && (a->v = pc_owned_alloc(o, N * E)) &&
-           (a->probs = pc_owned_alloc(o, att)) && (a->attn_drop = pc_owned_alloc(o, att)) &&
+           (a->attn_saved = pc_owned_alloc(o, att_saved)) && (a->attn_drop = pc_owned_alloc(o, att_drop)) &&
            (a->ctx = pc_owned_alloc(o, N * E)) && (a->proj_drop = pc_owned_alloc(o, N * E)) &&
            (a->h = pc_owned_alloc(o, N * E)) && (a->n2 = pc_owned_alloc(o, N * E)) &&
            (a->mean2 = pc_owned_alloc(o, N)) && (a->rstd2 = pc_owned_alloc(o, N)) &&
@@ -172,7 +172,10 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     B = B > g->cap_B ? B : g->cap_B;
     T = T > g->cap_T ? T : g->cap_T;
     const pc_gpt2_config *c = &g->cfg;
-    long N = (long)B * T, E = c->n_embd, V = c->vocab_size, I = c->n_inner, att = (long)B * c->n_head * T * T;
+    long N = (long)B * T, E = c->n_embd, V = c->vocab_size, I = c->n_inner;
+    bool attn_dropout = c->attn_pdrop > 0;
+    long att_saved = (long)pc_attention_saved_floats(B, T, c->n_head, attn_dropout);
+    long att_drop = attn_dropout ? (long)B * c->n_head * T * T : 1;
     pc_owned *o = &g->owned;
     pc_owned_free_group(o, 1);
     o->group = 1;
@@ -185,13 +188,13 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (g->d_k = pc_owned_alloc(o, N * E)) && (g->d_v = pc_owned_alloc(o, N * E)) &&
         (g->d_wide = pc_owned_alloc(o, N * I)) &&
         (g->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, c->n_head, c->n_head,
-                                                                                 (int)E / c->n_head)));
+                                                                                 (int)E / c->n_head, attn_dropout)));
     for (int i = 0; ok && i < c->n_layer; i++) {
         if (m->gradient_checkpointing && i > 0) {  /* one shared set of activations, own block output */
             g->layers[i].a = g->layers[0].a;
             ok = (g->layers[i].a.out = pc_owned_alloc(o, N * E)) != NULL;
         } else {
-            ok = alloc_layer_acts(o, &g->layers[i].a, N, E, I, att);
+            ok = alloc_layer_acts(o, &g->layers[i].a, N, E, I, att_saved, att_drop);
         }
     }
     for (int i = 0; ok && i < m->n_linears; i++)
@@ -243,7 +246,7 @@ static void layer_forward(gpt2 *g, gpt2_layer *L, const float *x, const pc_batch
     split_qkv(a->q, a->k, a->v, a->qkv, N, E);
     bool drop = training && c->attn_pdrop > 0;
     if (drop) pc_dropout_mask(a->attn_drop, att, c->attn_pdrop, rng);
-    pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, b->attention_mask, drop ? a->attn_drop : NULL, b->B,
+    pc_attention_forward(a->ctx, a->attn_saved, a->q, a->k, a->v, b->attention_mask, drop ? a->attn_drop : NULL, b->B,
                          b->T, H, H, E / H, attn_scale(c), true, g->attn_scratch);
     pc_linear_forward(&L->attn_proj, a->h, a->ctx, N, training, rng);
     pc_dropout_forward(a->h, a->proj_drop, a->h, NE, c->resid_pdrop, training, rng);
@@ -330,7 +333,7 @@ static void layer_backward(gpt2 *g, gpt2_layer *L, const float *x, const pc_batc
     pc_linear_backward(&L->attn_proj, g->d_v, false, dproj, a->ctx, N);                   /* dL/dctx */
     memcpy(g->d_tmp, g->d_v, sizeof(float) * (size_t)NE);
     bool drop = g->training && c->attn_pdrop > 0;
-    pc_attention_backward(g->d_q, g->d_k, g->d_v, g->d_tmp, a->probs, a->q, a->k, a->v, b->attention_mask,
+    pc_attention_backward(g->d_q, g->d_k, g->d_v, g->d_tmp, a->ctx, a->attn_saved, a->q, a->k, a->v, b->attention_mask,
                           drop ? a->attn_drop : NULL, b->B, b->T, H, H, E / H, attn_scale(c), true, g->attn_scratch);
     join_qkv(g->d_qkv, g->d_q, g->d_k, g->d_v, N, E);
     pc_linear_backward(&L->c_attn, need_dx ? g->d_tmp : NULL, false, g->d_qkv, a->n1, N);

@@ -26,7 +26,7 @@
 #include "peft/neftune.h"
 
 typedef struct layer_acts {
-    float *n1, *rstd1, *q, *k, *v, *probs, *ctx, *h, *n2, *rstd2, *g, *u, *a, *out;
+    float *n1, *rstd1, *q, *k, *v, *attn_saved, *ctx, *h, *n2, *rstd2, *g, *u, *a, *out;
 } layer_acts;
 
 typedef struct llama_layer {
@@ -218,7 +218,7 @@ static bool alloc_layer_acts(pc_owned *o, layer_acts *a, const pc_llama_config *
     long I = c->intermediate;
     return (a->n1 = pc_owned_alloc(o, N * H)) && (a->rstd1 = pc_owned_alloc(o, N)) &&
            (a->q = pc_owned_alloc(o, N * dq)) && (a->k = pc_owned_alloc(o, N * dkv)) &&
-           (a->v = pc_owned_alloc(o, N * dkv)) && (a->probs = pc_owned_alloc(o, att)) &&
+           (a->v = pc_owned_alloc(o, N * dkv)) && (a->attn_saved = pc_owned_alloc(o, att)) &&
            (a->ctx = pc_owned_alloc(o, N * dq)) && (a->h = pc_owned_alloc(o, N * H)) &&
            (a->n2 = pc_owned_alloc(o, N * H)) && (a->rstd2 = pc_owned_alloc(o, N)) &&
            (a->g = pc_owned_alloc(o, N * I)) && (a->u = pc_owned_alloc(o, N * I)) &&
@@ -234,7 +234,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     const pc_llama_config *c = &l->cfg;
     long N = (long)B * T, H = c->hidden, V = c->vocab_size, I = c->intermediate;
     long dq = (long)c->n_heads * c->head_dim, wide = dq > H ? dq : H;
-    long att = (long)B * c->n_heads * T * T;
+    long att = (long)pc_attention_saved_floats(B, T, c->n_heads, false);
     pc_owned *o = &l->owned;
     pc_owned_free_group(o, 1);
     o->group = 1;
@@ -246,7 +246,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (l->d_q = pc_owned_alloc(o, N * wide)) && (l->d_k = pc_owned_alloc(o, N * wide)) &&
         (l->d_v = pc_owned_alloc(o, N * wide)) && (l->d_i1 = pc_owned_alloc(o, N * I)) &&
         (l->d_i2 = pc_owned_alloc(o, N * I)) && (l->d_i3 = pc_owned_alloc(o, N * I)) &&
-        (l->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, c->n_heads, c->n_kv_heads, c->head_dim)));
+        (l->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, c->n_heads, c->n_kv_heads, c->head_dim, false)));
     for (int i = 0; ok && i < c->n_layers; i++) {
         if (m->gradient_checkpointing && i > 0) {  /* one shared set of activations, own block output */
             l->layers[i].a = l->layers[0].a;
@@ -291,7 +291,7 @@ static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_bat
     pc_linear_forward(&L->v, a->v, a->n1, N, training, rng);
     pc_rope_apply(a->q, l->rope_cos, l->rope_sin, b->B, b->T, c->n_heads, c->head_dim, 0);
     pc_rope_apply(a->k, l->rope_cos, l->rope_sin, b->B, b->T, c->n_kv_heads, c->head_dim, 0);
-    pc_attention_forward(a->ctx, a->probs, a->q, a->k, a->v, b->attention_mask, NULL, b->B, b->T, c->n_heads,
+    pc_attention_forward(a->ctx, a->attn_saved, a->q, a->k, a->v, b->attention_mask, NULL, b->B, b->T, c->n_heads,
                          c->n_kv_heads, c->head_dim, attn_scale(c), true, l->attn_scratch);
     pc_linear_forward(&L->o, a->h, a->ctx, N, training, rng);
     pc_vec_add(a->h, x, (long)N * H);
@@ -365,7 +365,7 @@ static void layer_backward(llama *l, llama_layer *L, const float *x, const pc_ba
     pc_vec_add(l->d_cur, l->d_q, NH);                                          /* d_cur = dL/dh */
     /* h = x + o(attn(...)) */
     pc_linear_backward(&L->o, l->d_tmp, false, l->d_cur, a->ctx, N);            /* dL/dctx */
-    pc_attention_backward(l->d_q, l->d_k, l->d_v, l->d_tmp, a->probs, a->q, a->k, a->v, b->attention_mask, NULL,
+    pc_attention_backward(l->d_q, l->d_k, l->d_v, l->d_tmp, a->ctx, a->attn_saved, a->q, a->k, a->v, b->attention_mask, NULL,
                           b->B, b->T, c->n_heads, c->n_kv_heads, c->head_dim, attn_scale(c), true, l->attn_scratch);
     pc_rope_apply_backward(l->d_q, l->rope_cos, l->rope_sin, b->B, b->T, c->n_heads, c->head_dim, 0);
     pc_rope_apply_backward(l->d_k, l->rope_cos, l->rope_sin, b->B, b->T, c->n_kv_heads, c->head_dim, 0);

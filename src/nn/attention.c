@@ -1,34 +1,59 @@
 #include "nn/attention.h"
+#include "nn/attention_internal.h"
 
+#include "base/profile.h"
+#include "base/threads.h"
 #include "kernels/gemm.h"
 
 #include <float.h>
 #include <math.h>
 #include <omp.h>
 
-/* Work is split over (b, h) pairs. Pair i goes to slot i % slots, which owns 2*T*T floats of
- * scratch. The slot count depends only on the problem and the machine, never on the thread
- * count, and each pair is computed the same way in any slot, so results are bit-identical for
- * any number of threads. (OpenBLAS runs single-threaded inside the parallel region.) */
-static int attention_slots(int B, int H)
+/* Tiled from this length on. Measured fwd+bwd, B 2, 12 heads, hd 64, 2 loaded cores: causal T 64-128 on par,
+ * T 256 tiled 1.3x faster (skips blocks above the diagonal); non-causal plain up to 1.2x faster below 256
+ * and on par above. Past it the T x T buffers grow quadratically, so long sequences go tiled. */
+enum { TILED_MIN_T = 256 };
+
+bool pc_attention_tiled(int T, bool dropout)
+{
+    return !dropout && T >= TILED_MIN_T;
+}
+
+bool pc_attention_parallel(int B, int T, int H, int hd)
+{
+    return (double)B * H * T * T * hd >= PC_PARALLEL_MIN;
+}
+
+int pc_attention_slots(int B, int H)
 {
     int procs = omp_get_num_procs();
     long pairs = (long)B * H;
     return pairs < procs ? (int)pairs : procs;
 }
 
-/* With grouped-query attention the backward pass first writes each query head's share of dk and dv
- * to scratch ([B, H, T, hd] each, after the slots) and then sums the shares of each group in order. */
-size_t pc_attention_scratch_floats(int B, int T, int H, int Hkv, int hd)
+size_t pc_attention_share_floats(int B, int T, int H, int Hkv, int hd)
 {
-    size_t slots = (size_t)attention_slots(B, H) * 2 * (size_t)T * (size_t)T;
-    size_t shares = Hkv < H ? 2 * (size_t)B * T * H * hd : 0;
-    return slots + shares;
+    return Hkv < H ? 2 * (size_t)B * T * H * hd : 0;
 }
 
-static bool key_is_masked(const uint8_t *key_mask, bool causal, int i, int j)
+/* The longest T' <= T that runs plain (its T' x T' tiles are the largest plain buffers). */
+static size_t longest_plain(int T, bool dropout)
 {
-    return (key_mask && !key_mask[j]) || (causal && j > i);
+    return (size_t)(dropout || T < TILED_MIN_T ? T : TILED_MIN_T - 1);
+}
+
+size_t pc_attention_saved_floats(int B, int T, int H, bool dropout)
+{
+    size_t plain = longest_plain(T, dropout), per_head = plain * plain > (size_t)T ? plain * plain : (size_t)T;
+    return (size_t)B * H * per_head;
+}
+
+/* The plain pass gives each slot 2*T*T floats (dP and the dropped probabilities); the GQA shares follow the slots. */
+size_t pc_attention_scratch_floats(int B, int T, int H, int Hkv, int hd, bool dropout)
+{
+    size_t plain = longest_plain(T, dropout), slot = 2 * plain * plain, tiled = pc_attention_tiled_slot_floats(T, hd);
+    if (tiled > slot) slot = tiled;
+    return (size_t)pc_attention_slots(B, H) * slot + pc_attention_share_floats(B, T, H, Hkv, hd);
 }
 
 /* Softmax of row[n] in place (max-subtracted, sum in double). */
@@ -56,7 +81,7 @@ static void masked_softmax(float *scores, const uint8_t *key_mask, bool causal, 
     for (int i = 0; i < T; i++) {
         float *row = scores + (size_t)i * T;
         for (int j = 0; j < T; j++)
-            if (key_is_masked(key_mask, causal, i, j)) row[j] = -FLT_MAX;
+            if (pc_attention_key_masked(key_mask, causal, i, j)) row[j] = -FLT_MAX;
         softmax_row(row, T);
     }
 }
@@ -66,28 +91,24 @@ static void multiply(float *dst, const float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++) dst[i] = a[i] * b[i];
 }
 
-/* Where pair (b, h) finds its head: offsets of its query columns in [B, T, H*hd] and of its key/value
- * columns in [B, T, Hkv*hd]. */
-typedef struct { size_t q, kv; } head_cols;
-
-static head_cols pair_cols(int pair, int T, int H, int Hkv, int hd)
+pc_head_cols pc_attention_pair_cols(int pair, int T, int H, int Hkv, int hd)
 {
     const int b = pair / H, h = pair % H, g = h / (H / Hkv);
-    return (head_cols){ (size_t)b * T * H * hd + (size_t)h * hd, (size_t)b * T * Hkv * hd + (size_t)g * hd };
+    return (pc_head_cols){ (size_t)b * T * H * hd + (size_t)h * hd, (size_t)b * T * Hkv * hd + (size_t)g * hd };
 }
 
-void pc_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                          const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv, int hd,
-                          float scale, bool causal, float *scratch)
+void pc_attention_forward_plain(float *out, float *probs, const float *q, const float *k, const float *v,
+                                const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv,
+                                int hd, float scale, bool causal, float *scratch)
 {
-    const int D = H * hd, Dkv = Hkv * hd, slots = attention_slots(B, H), pairs = B * H;
+    const int D = H * hd, Dkv = Hkv * hd, slots = pc_attention_slots(B, H), pairs = B * H;
     const size_t TT = (size_t)T * T;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (pc_attention_parallel(B, T, H, hd))
     for (int slot = 0; slot < slots; slot++) {
         float *dropped = scratch + (size_t)slot * 2 * TT;
         for (int pair = slot; pair < pairs; pair += slots) {
             const int b = pair / H;
-            const head_cols col = pair_cols(pair, T, H, Hkv, hd);
+            const pc_head_cols col = pc_attention_pair_cols(pair, T, H, Hkv, hd);
             float *p = probs + (size_t)pair * TT;
             pc_sgemm(false, true, T, T, hd, scale, q + col.q, D, k + col.kv, Dkv, 0.0f, p, T);
             masked_softmax(p, key_mask ? key_mask + (size_t)b * T : NULL, causal, T);
@@ -110,7 +131,7 @@ static void softmax_backward(float *dp, const float *p, const uint8_t *key_mask,
         float *drow = dp + (size_t)i * T;
         const float *prow = p + (size_t)i * T;
         bool any_key = false;
-        for (int j = 0; j < T && !any_key; j++) any_key = !key_is_masked(key_mask, causal, i, j);
+        for (int j = 0; j < T && !any_key; j++) any_key = !pc_attention_key_masked(key_mask, causal, i, j);
         double dot = 0.0;
         for (int j = 0; j < T; j++) dot += (double)prow[j] * drow[j];
         const float d = (float)dot;
@@ -118,12 +139,11 @@ static void softmax_backward(float *dp, const float *p, const uint8_t *key_mask,
     }
 }
 
-/* dst[b, t, g*hd + d] = sum over m < H/Hkv of share[b, g*(H/Hkv) + m, t, d], the shares added in head order. */
-static void sum_group_shares(float *dst, const float *share, int B, int T, int H, int Hkv, int hd)
+void pc_attention_sum_group_shares(float *dst, const float *share, int B, int T, int H, int Hkv, int hd)
 {
     const int rep = H / Hkv;
     const long rows = (long)B * T;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (rows * H * hd >= PC_PARALLEL_MIN)
     for (long r = 0; r < rows; r++) {
         const long b = r / T, t = r % T;
         for (int g = 0; g < Hkv; g++) {
@@ -136,22 +156,22 @@ static void sum_group_shares(float *dst, const float *share, int B, int T, int H
     }
 }
 
-void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
-                           const float *q, const float *k, const float *v, const uint8_t *key_mask,
-                           const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale, bool causal,
-                           float *scratch)
+void pc_attention_backward_plain(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                 const float *q, const float *k, const float *v, const uint8_t *key_mask,
+                                 const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale,
+                                 bool causal, float *scratch)
 {
-    const int D = H * hd, Dkv = Hkv * hd, slots = attention_slots(B, H), pairs = B * H;
+    const int D = H * hd, Dkv = Hkv * hd, slots = pc_attention_slots(B, H), pairs = B * H;
     const size_t TT = (size_t)T * T, share = (size_t)T * hd;
     const bool grouped = Hkv < H;
     float *dk_share = scratch + (size_t)slots * 2 * TT, *dv_share = dk_share + (size_t)pairs * share;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (pc_attention_parallel(B, T, H, hd))
     for (int slot = 0; slot < slots; slot++) {
         float *dp = scratch + (size_t)slot * 2 * TT;
         float *dropped = dp + TT;
         for (int pair = slot; pair < pairs; pair += slots) {
             const int b = pair / H;
-            const head_cols col = pair_cols(pair, T, H, Hkv, hd);
+            const pc_head_cols col = pc_attention_pair_cols(pair, T, H, Hkv, hd);
             const float *p = probs + (size_t)pair * TT;
             const float *dm = drop_mask ? drop_mask + (size_t)pair * TT : NULL;
             /* this head's dk, dv: straight into place, or into its share when heads share k and v */
@@ -174,9 +194,36 @@ void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
         }
     }
     if (grouped) {
-        sum_group_shares(dk, dk_share, B, T, H, Hkv, hd);
-        sum_group_shares(dv, dv_share, B, T, H, Hkv, hd);
+        pc_attention_sum_group_shares(dk, dk_share, B, T, H, Hkv, hd);
+        pc_attention_sum_group_shares(dv, dv_share, B, T, H, Hkv, hd);
     }
+}
+
+void pc_attention_forward(float *out, float *saved, const float *q, const float *k, const float *v,
+                          const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv, int hd,
+                          float scale, bool causal, float *scratch)
+{
+    pc_op_begin(PC_OP_ATTENTION);
+    if (pc_attention_tiled(T, drop_mask != NULL))
+        pc_attention_forward_tiled(out, saved, q, k, v, key_mask, B, T, H, Hkv, hd, scale, causal, scratch);
+    else
+        pc_attention_forward_plain(out, saved, q, k, v, key_mask, drop_mask, B, T, H, Hkv, hd, scale, causal, scratch);
+    pc_op_end();
+}
+
+void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *saved,
+                           const float *q, const float *k, const float *v, const uint8_t *key_mask,
+                           const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale, bool causal,
+                           float *scratch)
+{
+    pc_op_begin(PC_OP_ATTENTION);
+    if (pc_attention_tiled(T, drop_mask != NULL))
+        pc_attention_backward_tiled(dq, dk, dv, dout, out, saved, q, k, v, key_mask, B, T, H, Hkv, hd, scale, causal,
+                                    scratch);
+    else
+        pc_attention_backward_plain(dq, dk, dv, dout, saved, q, k, v, key_mask, drop_mask, B, T, H, Hkv, hd, scale,
+                                    causal, scratch);
+    pc_op_end();
 }
 
 size_t pc_attention_decode_scratch_floats(int n_ctx, int H)

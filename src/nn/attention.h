@@ -4,7 +4,7 @@
  *   out = (P * drop_mask) V,  per batch b and query head h.
  * Layout: q and out are [B, T, H*hd], k and v are [B, T, Hkv*hd] (the projection outputs); query head h
  * occupies columns h*hd .. h*hd+hd-1 and uses key/value head h / (H/Hkv) (transformers' repeat_kv).
- * H % Hkv == 0; Hkv == H is ordinary multi-head attention. probs and drop_mask are [B, H, T, T].
+ * H % Hkv == 0; Hkv == H is ordinary multi-head attention. drop_mask is [B, H, T, T].
  * All float32, caller-allocated. */
 #ifndef PC_NN_ATTENTION_H
 #define PC_NN_ATTENTION_H
@@ -13,27 +13,55 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Floats of scratch that pc_attention_forward / _backward need (constant for a process). */
-size_t pc_attention_scratch_floats(int B, int T, int H, int Hkv, int hd);
+/* Two ways to the same result. The plain pass forms each head's T x T probabilities (and saves them for
+ * backward); the tiled pass (flash-attention style) walks key blocks with a running max and sum, saves
+ * only each row's log-sum-exp and recomputes the scores tile by tile in backward, so memory stays O(T).
+ * Attention dropout multiplies the full probability matrix by a mask drawn ahead, so it always runs
+ * plain. pc_attention_forward / _backward pick the path by this function; both calls of one step agree. */
+bool pc_attention_tiled(int T, bool dropout);
+
+/* Floats that forward saves for backward (probabilities [B, H, T, T] on the plain path, log-sum-exp
+ * [B, H, T] on the tiled one), enough for any T' <= T; dropout: whether a drop mask may be passed. */
+size_t pc_attention_saved_floats(int B, int T, int H, bool dropout);
+
+/* Floats of scratch that forward / backward need, enough for any B' <= B, T' <= T. */
+size_t pc_attention_scratch_floats(int B, int T, int H, int Hkv, int hd, bool dropout);
 
 /* key_mask: NULL (attend everywhere) or [B, T], 1 = attend, 0 = padding; masked scores become
  * -FLT_MAX before the softmax, as transformers' masked_fill(finfo.min), so masked keys get exactly
  * zero probability, and a row with every key masked gets uniform probabilities as in torch.
- * causal: also mask keys j > i. probs: the saved softmax, before dropout.
- * drop_mask: NULL, or attention dropout values (0 or 1/(1-p)) multiplied into probs. */
-void pc_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+ * causal: also mask keys j > i. saved: what backward needs (pc_attention_saved_floats).
+ * drop_mask: NULL, or attention dropout values (0 or 1/(1-p)) multiplied into the probabilities. */
+void pc_attention_forward(float *out, float *saved, const float *q, const float *k, const float *v,
                           const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv, int hd,
                           float scale, bool causal, float *scratch);
 
-/* Gradients of out with respect to q, k, v (all overwritten), given dout and the saved probs.
+/* Gradients of out with respect to q, k, v (all overwritten), given dout, the forward's out and saved.
  * dk and dv sum the contributions of the H/Hkv query heads that share a key/value head, in head order,
  * so results are the same for any thread count.
- * key_mask and causal must be those of the forward pass: a row with every key masked got uniform
- * probabilities from constant scores, so (as in torch) it passes gradient to v but none to q, k. */
-void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+ * key_mask, drop_mask and causal must be those of the forward pass: a row with every key masked got
+ * uniform probabilities from constant scores, so (as in torch) it passes gradient to v but none to q, k. */
+void pc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *saved,
                            const float *q, const float *k, const float *v, const uint8_t *key_mask,
                            const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale, bool causal,
                            float *scratch);
+
+/* The two paths themselves (for tests and benchmarks). probs: [B, H, T, T], the softmax before dropout;
+ * lse: [B, H, T], each row's log-sum-exp of its scaled scores. */
+void pc_attention_forward_plain(float *out, float *probs, const float *q, const float *k, const float *v,
+                                const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv,
+                                int hd, float scale, bool causal, float *scratch);
+void pc_attention_backward_plain(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                 const float *q, const float *k, const float *v, const uint8_t *key_mask,
+                                 const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale,
+                                 bool causal, float *scratch);
+void pc_attention_forward_tiled(float *out, float *lse, const float *q, const float *k, const float *v,
+                                const uint8_t *key_mask, int B, int T, int H, int Hkv, int hd, float scale,
+                                bool causal, float *scratch);
+void pc_attention_backward_tiled(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                                 const float *lse, const float *q, const float *k, const float *v,
+                                 const uint8_t *key_mask, int B, int T, int H, int Hkv, int hd, float scale,
+                                 bool causal, float *scratch);
 
 /* Floats of scratch that pc_attention_decode needs for a context of n_ctx positions. */
 size_t pc_attention_decode_scratch_floats(int n_ctx, int H);

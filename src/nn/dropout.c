@@ -1,27 +1,35 @@
 #include "nn/dropout.h"
+#include "base/profile.h"
+#include "base/threads.h"
 
 #include <string.h>
 
 void pc_dropout_mask(float *mask, long n, float p, pc_rng *rng)
 {
+    pc_op_begin(PC_OP_DROPOUT);
     const float keep_scale = 1.0f / (1.0f - p);
     pc_rng_fill_uniform(rng, mask, n, 0.0f, 1.0f);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) mask[i] = mask[i] < p ? 0.0f : keep_scale;
+    pc_op_end();
 }
 
 void pc_apply_mask(float *y, const float *x, const float *mask, long n)
 {
-    #pragma omp parallel for schedule(static)
+    pc_op_begin(PC_OP_DROPOUT);
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) y[i] = x[i] * mask[i];
+    pc_op_end();
 }
 
 void pc_dropout_forward(float *y, float *mask, const float *x, long n, float p, bool training, pc_rng *rng)
 {
+    pc_op_begin(PC_OP_DROPOUT);
     if (training && p > 0) {
         pc_dropout_mask(mask, n, p, rng);
         pc_apply_mask(y, x, mask, n);
     } else if (y != x) {
         memcpy(y, x, sizeof(float) * (size_t)n);
     }
+    pc_op_end();
 }

@@ -1,4 +1,6 @@
 #include "nn/layernorm.h"
+#include "base/profile.h"
+#include "base/threads.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -6,7 +8,8 @@
 void pc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                           const float *beta, int rows, int dim, float eps)
 {
-    #pragma omp parallel for schedule(static)
+    pc_op_begin(PC_OP_NORM);
+    #pragma omp parallel for schedule(static) if ((long)rows * dim >= PC_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *yr = y + (size_t)r * dim;
@@ -21,6 +24,7 @@ void pc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, co
         mean[r] = mf;
         rstd[r] = rs;
     }
+    pc_op_end();
 }
 
 /* With xhat = (x - mean) * rstd and g = dy * gamma (per row):
@@ -28,7 +32,7 @@ void pc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, co
 static void layernorm_backward_input(float *dx, const float *dy, const float *x, const float *mean,
                                      const float *rstd, const float *gamma, int rows, int dim)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)rows * dim >= PC_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
         float *dxr = dx + (size_t)r * dim;
@@ -54,7 +58,7 @@ static void layernorm_backward_params(float *dgamma, float *dbeta, const float *
 {
     enum { BLOCK = 64 };
     const int blocks = (dim + BLOCK - 1) / BLOCK;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)rows * dim >= PC_PARALLEL_MIN)
     for (int b = 0; b < blocks; b++) {
         const int j0 = b * BLOCK, j1 = j0 + BLOCK < dim ? j0 + BLOCK : dim;
         double acc_g[BLOCK] = {0}, acc_b[BLOCK] = {0};
@@ -76,6 +80,8 @@ static void layernorm_backward_params(float *dgamma, float *dbeta, const float *
 void pc_layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
                            const float *mean, const float *rstd, const float *gamma, int rows, int dim)
 {
+    pc_op_begin(PC_OP_NORM);
     if (dgamma || dbeta) layernorm_backward_params(dgamma, dbeta, dy, x, mean, rstd, rows, dim);
     layernorm_backward_input(dx, dy, x, mean, rstd, gamma, rows, dim);  /* last: dx may alias dy */
+    pc_op_end();
 }

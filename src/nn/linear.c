@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/profile.h"
 #include "kernels/gemm.h"
 #include "peft/dora.h"
 
@@ -48,19 +49,24 @@ static void forward_4bit(const pc_linear *lin, float *y, const float *x, int row
 
 void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool training, pc_rng *rng)
 {
+    pc_op_begin(lin->q4 ? PC_OP_MATMUL_4BIT : PC_OP_MATMUL);
     if (lin->q4) forward_4bit(lin, y, x, rows);
     else if (lin->w_in_out) forward_in_out(lin, y, x, rows);
     else pc_linear_xwT(y, x, lin->W, lin->b, rows, lin->in, lin->out);
+    pc_op_begin(PC_OP_LORA);
     if (lin->lora && lin->lora->m) {
         pc_base_weight w = pc_linear_base(lin);
         pc_dora_forward(lin->lora, y, x, &w, lin->b, rows, training, rng);
     } else if (lin->lora) {
         pc_lora_forward(lin->lora, y, x, rows, training, rng);
     }
+    pc_op_end();
+    pc_op_end();
 }
 
 void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float *dy, const float *x, int rows)
 {
+    pc_op_begin(lin->q4 ? PC_OP_MATMUL_4BIT : PC_OP_MATMUL);
     if (lin->dW && lin->w_in_out)  /* dW += x^T dy */
         pc_sgemm(true, false, lin->in, lin->out, rows, 1.0f, x, lin->in, dy, lin->out, 1.0f, lin->dW, lin->out);
     else if (lin->dW)  /* dW += dy^T x */
@@ -73,7 +79,10 @@ void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float 
     }
     if (lin->lora && lin->lora->m) {  /* DoRA rescales the base product: it owns the whole input gradient */
         pc_base_weight w = pc_linear_base(lin);
+        pc_op_begin(PC_OP_LORA);
         pc_dora_backward(lin->lora, dx, accumulate, dy, x, &w, rows);
+        pc_op_end();
+        pc_op_end();
         return;
     }
     float beta = accumulate ? 1.0f : 0.0f;
@@ -83,5 +92,8 @@ void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float 
         pc_sgemm(false, true, rows, lin->in, lin->out, 1.0f, dy, lin->out, lin->W, lin->out, beta, dx, lin->in);
     else if (dx)  /* dx = dy W */
         pc_sgemm(false, false, rows, lin->in, lin->out, 1.0f, dy, lin->out, lin->W, lin->in, beta, dx, lin->in);
+    pc_op_begin(PC_OP_LORA);
     if (lin->lora) pc_lora_backward(lin->lora, dx, dy, x, rows);
+    pc_op_end();
+    pc_op_end();
 }

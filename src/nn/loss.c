@@ -1,4 +1,6 @@
 #include "nn/loss.h"
+#include "base/profile.h"
+#include "base/threads.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -22,10 +24,11 @@ static double softmax_row_loss(float *p, const float *x, int32_t label, int C)
 float pc_cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int n, int C,
                                int *n_counted)
 {
+    pc_op_begin(PC_OP_LOSS);
     /* Rows are summed in fixed chunks (independent of the thread count), then chunks in order. */
     enum { CHUNKS = 64 };
     double partial[CHUNKS] = {0};
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)n * C >= PC_PARALLEL_MIN)
     for (int chunk = 0; chunk < CHUNKS; chunk++) {
         const int r0 = (int)((long)n * chunk / CHUNKS), r1 = (int)((long)n * (chunk + 1) / CHUNKS);
         for (int r = r0; r < r1; r++)
@@ -36,13 +39,15 @@ float pc_cross_entropy_forward(float *probs, const float *logits, const int32_t 
     int counted = 0;
     for (int r = 0; r < n; r++) counted += labels[r] != PC_IGNORE_INDEX;
     *n_counted = counted;
+    pc_op_end();
     return counted ? (float)(total / counted) : 0.0f;
 }
 
 void pc_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int n, int C,
                                float dloss_scale)
 {
-    #pragma omp parallel for schedule(static)
+    pc_op_begin(PC_OP_LOSS);
+    #pragma omp parallel for schedule(static) if ((long)n * C >= PC_PARALLEL_MIN)
     for (int r = 0; r < n; r++) {
         const float *p = probs + (size_t)r * C;
         float *d = dlogits + (size_t)r * C;
@@ -51,4 +56,5 @@ void pc_cross_entropy_backward(float *dlogits, const float *probs, const int32_t
         for (int c = 0; c < C; c++) d[c] = p[c] * s;
         if (label != PC_IGNORE_INDEX) d[label] -= dloss_scale;
     }
+    pc_op_end();
 }

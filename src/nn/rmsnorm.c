@@ -1,11 +1,14 @@
 #include "nn/rmsnorm.h"
+#include "base/profile.h"
+#include "base/threads.h"
 
 #include <math.h>
 #include <stddef.h>
 
 void pc_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int rows, int dim, float eps)
 {
-    #pragma omp parallel for schedule(static)
+    pc_op_begin(PC_OP_NORM);
+    #pragma omp parallel for schedule(static) if ((long)rows * dim >= PC_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *yr = y + (size_t)r * dim;
@@ -15,6 +18,7 @@ void pc_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, i
         for (int j = 0; j < dim; j++) yr[j] = w[j] * (xr[j] * rs);
         rstd[r] = rs;
     }
+    pc_op_end();
 }
 
 /* With y_j = w_j x_j r and r = (mean(x^2) + eps)^(-1/2), dr/dx_k = -r^3 x_k / dim, so per row
@@ -22,7 +26,7 @@ void pc_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, i
 static void rmsnorm_backward_input(float *dx, const float *dy, const float *x, const float *rstd, const float *w,
                                    int rows, int dim)
 {
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)rows * dim >= PC_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
         float *dxr = dx + (size_t)r * dim;
@@ -41,7 +45,7 @@ static void rmsnorm_backward_weight(float *dw, const float *dy, const float *x, 
 {
     enum { BLOCK = 64 };
     const int blocks = (dim + BLOCK - 1) / BLOCK;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)rows * dim >= PC_PARALLEL_MIN)
     for (int b = 0; b < blocks; b++) {
         const int j0 = b * BLOCK, j1 = j0 + BLOCK < dim ? j0 + BLOCK : dim;
         double acc[BLOCK] = {0};
@@ -57,6 +61,8 @@ static void rmsnorm_backward_weight(float *dw, const float *dy, const float *x, 
 void pc_rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *rstd, const float *w,
                          int rows, int dim)
 {
+    pc_op_begin(PC_OP_NORM);
     if (dw) rmsnorm_backward_weight(dw, dy, x, rstd, rows, dim);
     rmsnorm_backward_input(dx, dy, x, rstd, w, rows, dim);  /* last: dx may alias dy */
+    pc_op_end();
 }

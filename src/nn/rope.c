@@ -1,4 +1,6 @@
 #include "nn/rope.h"
+#include "base/profile.h"
+#include "base/threads.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -50,9 +52,10 @@ static void row_tables(const float **c, const float **s, const float *cos_t, con
 
 void pc_rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int T, int n_heads, int head_dim, int pos0)
 {
+    pc_op_begin(PC_OP_ROPE);
     const int half = head_dim / 2;
     const long rows = (long)B * T;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (rows * n_heads * head_dim >= PC_PARALLEL_MIN)
     for (long r = 0; r < rows; r++) {
         const float *c, *s;
         row_tables(&c, &s, cos_t, sin_t, r, T, head_dim, pos0);
@@ -65,15 +68,17 @@ void pc_rope_apply(float *x, const float *cos_t, const float *sin_t, int B, int 
             }
         }
     }
+    pc_op_end();
 }
 
 /* Per pair (j, j+half) the forward map is [[c_j, -s_j], [s_{j+half}, c_{j+half}]]; apply its transpose. */
 void pc_rope_apply_backward(float *dx, const float *cos_t, const float *sin_t, int B, int T, int n_heads, int head_dim,
                             int pos0)
 {
+    pc_op_begin(PC_OP_ROPE);
     const int half = head_dim / 2;
     const long rows = (long)B * T;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (rows * n_heads * head_dim >= PC_PARALLEL_MIN)
     for (long r = 0; r < rows; r++) {
         const float *c, *s;
         row_tables(&c, &s, cos_t, sin_t, r, T, head_dim, pos0);
@@ -86,4 +91,5 @@ void pc_rope_apply_backward(float *dx, const float *cos_t, const float *sin_t, i
             }
         }
     }
+    pc_op_end();
 }

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "base/threads.h"
 #include "kernels/gemm.h"
 
 enum { CHUNK = 64 };   /* output features handled together by one thread in the magnitude gradient */
@@ -52,10 +53,10 @@ void pc_dora_forward(pc_lora *l, float *y, const float *x, const pc_base_weight 
     if (l->last_dropout) {
         /* z = x_d W^T, a product of its own, + s h B^T; y = x W^T + b - x_d W^T + c z */
         times_wT(z, xd, w, rows, l->in, out);
-        #pragma omp parallel for simd schedule(static)
+        #pragma omp parallel for simd schedule(static) if ((long)rows * out >= PC_PARALLEL_MIN)
         for (long i = 0; i < (long)rows * out; i++) y[i] -= z[i];
         pc_sgemm(false, true, rows, out, l->r, l->scaling, l->h, l->r, l->B, l->r, 1.0f, z, out);
-        #pragma omp parallel for schedule(static)
+        #pragma omp parallel for schedule(static) if ((long)rows * out >= PC_PARALLEL_MIN)
         for (int r = 0; r < rows; r++) {
             float *yr = y + (long)r * out;
             const float *zr = z + (long)r * out;
@@ -66,7 +67,7 @@ void pc_dora_forward(pc_lora *l, float *y, const float *x, const pc_base_weight 
     }
     /* z = s h B^T + (base(x) - b), the base product reused; y = b + c z */
     pc_sgemm(false, true, rows, out, l->r, l->scaling, l->h, l->r, l->B, l->r, 0.0f, z, out);
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)rows * out >= PC_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         float *yr = y + (long)r * out, *zr = z + (long)r * out;
         #pragma omp simd
@@ -83,7 +84,7 @@ void pc_dora_forward(pc_lora *l, float *y, const float *x, const pc_base_weight 
 static void magnitude_backward(pc_lora *l, const float *dy, int rows)
 {
     const int out = l->out;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)rows * out >= PC_PARALLEL_MIN)
     for (int o0 = 0; o0 < out; o0 += CHUNK) {
         int n = out - o0 < CHUNK ? out - o0 : CHUNK;
         double acc[CHUNK] = { 0 };
@@ -116,7 +117,7 @@ void pc_dora_backward(pc_lora *l, float *dx, bool accumulate, const float *dy, c
     if (dx) times_w(dx, accumulate, dy, w, rows, in, out);
     pc_lora_backward(l, dx, l->z, x, rows);
     if (!dx) return;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)rows * out >= PC_PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
         const float *dyr = dy + (long)r * out;
         float *zr = l->z + (long)r * out;
@@ -124,6 +125,6 @@ void pc_dora_backward(pc_lora *l, float *dx, bool accumulate, const float *dy, c
         for (int o = 0; o < out; o++) zr[o] = (l->c[o] - 1.0f) * dyr[o];
     }
     times_w(l->xd, false, l->z, w, rows, in, out);
-    #pragma omp parallel for simd schedule(static)
+    #pragma omp parallel for simd schedule(static) if ((long)rows * in >= PC_PARALLEL_MIN)
     for (long i = 0; i < (long)rows * in; i++) dx[i] += l->xd[i] * l->mask[i];
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/threads.h"
 #include "kernels/gemm.h"
 
 enum { CHUNK = 64 };   /* elements of a Delta W row (or column) formed at a time, on the stack */
@@ -74,6 +75,7 @@ static const float *branch_input(pc_lora *l, const float *x, int rows, bool trai
     long n = (long)rows * l->in;
     float keep = 1.0f / (1.0f - l->dropout);
     pc_rng_fill_uniform(rng, l->mask, n, 0.0f, 1.0f);
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
         l->mask[i] = l->mask[i] < l->dropout ? 0.0f : keep;
         l->xd[i] = x[i] * l->mask[i];
@@ -115,6 +117,7 @@ void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, in
     /* dx += (g A) * mask, through the scratch buffer */
     pc_sgemm(false, false, rows, l->in, l->r, 1.0f, l->h, l->r, l->A, l->in, 0.0f, l->xd, l->in);
     long n = (long)rows * l->in;
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) dx[i] += l->xd[i] * l->mask[i];
 }
 

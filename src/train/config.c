@@ -97,6 +97,8 @@ static const pc_key keys[] = {
     K_INT(max_memory_mb, "0", false),
     K_BOOL(dry_run, "false"),
     K_INT(seed, "42", false),
+    K_INT(threads, "0", false),
+    K_BOOL(profile, "false"),
     K_BOOL(logging_first_step, "false"),
     K_BOOL(shuffle, "true"),
     K_BOOL(gradient_checkpointing, "false"),
@@ -812,6 +814,7 @@ static pc_status validate_steps(const pc_config *c, pc_error *err)
                        "max_steps must be -1 (train num_train_epochs) or >= 1 (got %d)", c->max_steps);
     if (c->max_steps == -1) PC_TRY(check_range("num_train_epochs", c->num_train_epochs, 0, true, INFINITY, true, err));
     PC_TRY(AT_LEAST("warmup_steps", c->warmup_steps, 0));
+    PC_TRY(AT_LEAST("threads", c->threads, 0));
     PC_TRY(check_range("warmup_ratio", c->warmup_ratio, 0, false, 1, false, err));
     PC_TRY(AT_LEAST("per_device_train_batch_size", c->per_device_train_batch_size, 1));
     PC_TRY(AT_LEAST("per_device_eval_batch_size", c->per_device_eval_batch_size, 1));

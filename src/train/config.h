@@ -71,6 +71,8 @@ typedef struct pc_config {
     int max_memory_mb;             /* peftc: memory the run may use (0: MemAvailable / the cgroup limit) */
     bool dry_run;                  /* peftc: estimate the peak memory (pc_train_result.memory) and stop before training */
     int seed;                      /* 42 */
+    int threads;                   /* peftc: worker threads (0: OMP_NUM_THREADS, else every core) */
+    bool profile;                  /* peftc: time each phase and op kind of the training steps */
     bool logging_first_step, shuffle, gradient_checkpointing, dataloader_drop_last;
 
     /* SFT data (TRL's SFTConfig) and generation (GenerationConfig) */

@@ -1,11 +1,13 @@
 #include "train/optim.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/threads.h"
 #include "formats/safetensors.h"
 #include "train/optim8.h"
 
@@ -56,7 +58,7 @@ static void adamw_update(float *p, const float *g, float *m, float *v, long n, d
     float step_size = (float)(lr / (1.0 - pow(b1, (double)t)));
     float bc2_sqrt = (float)sqrt(1.0 - pow(b2, (double)t));
     float fb1 = (float)b1, fb2 = (float)b2, feps = (float)eps;
-    #pragma omp parallel for schedule(static) if (n > 65536)
+    #pragma omp parallel for schedule(static) if (n > PC_PARAM_SPLIT_MIN)
     for (long i = 0; i < n; i++) {
         if (wd != 0) p[i] *= decay;
         m[i] = m[i] * fb1 + (1.0f - fb1) * g[i];
@@ -66,15 +68,25 @@ static void adamw_update(float *p, const float *g, float *m, float *v, long n, d
     }
 }
 
+static void adamw_update_param(pc_adamw *o, pc_param_list *params, int i, double lr)
+{
+    pc_param *p = &params->items[i];
+    adamw_update(p->data, p->grad, o->m[i], o->v[i], p->numel, lr, p->decay ? o->weight_decay : 0.0,
+                 o->beta1, o->beta2, o->eps, o->step);
+}
+
+/* Tensors too small for a parallel loop of their own (LoRA's A and B) are shared out whole among the
+ * threads; each larger one is split across all of them. Element-wise either way: same bits for any count. */
 void pc_adamw_step(pc_adamw *o, pc_param_list *params, double lr)
 {
     o->lr = lr;
     o->step++;
-    for (int i = 0; i < params->n; i++) {
-        pc_param *p = &params->items[i];
-        adamw_update(p->data, p->grad, o->m[i], o->v[i], p->numel, lr, p->decay ? o->weight_decay : 0.0,
-                     o->beta1, o->beta2, o->eps, o->step);
-    }
+    const long small = pc_param_list_small_numel(params, PC_PARAM_SPLIT_MIN);
+    #pragma omp parallel for schedule(dynamic) if (small >= PC_PARALLEL_MIN)
+    for (int i = 0; i < params->n; i++)
+        if (params->items[i].numel <= PC_PARAM_SPLIT_MIN) adamw_update_param(o, params, i, lr);
+    for (int i = 0; i < params->n; i++)
+        if (params->items[i].numel > PC_PARAM_SPLIT_MIN) adamw_update_param(o, params, i, lr);
 }
 
 /* ---------- optimizers by name ---------- */
@@ -378,21 +390,29 @@ pc_status pc_optimizer_load(pc_optimizer *o, const pc_param_list *params, const 
     return s;
 }
 
+/* The squares are summed per tensor in order, tensors in fixed chunks of the list and chunks in order, so the
+ * norm has the same bits for any thread count. */
 double pc_clip_grad_norm(pc_param_list *params, double max_norm)
 {
+    enum { CHUNKS = 64 };
+    double partial[CHUNKS] = {0};
+    const long numel = pc_param_list_small_numel(params, LONG_MAX);
+    const int n = params->n;
+    #pragma omp parallel for schedule(dynamic) if (numel >= PC_PARALLEL_MIN)
+    for (int chunk = 0; chunk < CHUNKS; chunk++)
+        for (int i = n * chunk / CHUNKS; i < n * (chunk + 1) / CHUNKS; i++) {
+            const float *g = params->items[i].grad;
+            for (long j = 0; j < params->items[i].numel; j++) partial[chunk] += (double)g[j] * g[j];
+        }
     double total = 0;
-    for (int i = 0; i < params->n; i++) {
-        const float *g = params->items[i].grad;
-        double sq = 0;
-        for (long j = 0; j < params->items[i].numel; j++) sq += (double)g[j] * g[j];
-        total += sq;
-    }
+    for (int chunk = 0; chunk < CHUNKS; chunk++) total += partial[chunk];
     double norm = sqrt(total);
     if (max_norm <= 0) return norm;
     double coef = max_norm / (norm + 1e-6);
     if (coef >= 1.0) return norm;
     float c = (float)coef;
-    for (int i = 0; i < params->n; i++) {
+    #pragma omp parallel for schedule(dynamic) if (numel >= PC_PARALLEL_MIN)
+    for (int i = 0; i < n; i++) {
         float *g = params->items[i].grad;
         for (long j = 0; j < params->items[i].numel; j++) g[j] *= c;
     }

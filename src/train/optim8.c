@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/threads.h"
 #include "kernels/dynamic_map.h"
 
 /* ---------- nearest-code search ---------- */
@@ -52,7 +53,7 @@ static adam_consts consts_for(const pc_bnb_adamw *o, float lr, float wd)
 /* kOptimizer32bit2State (ADAM, no update clipping, skip_zeros off). */
 static void update_32bit(const adam_consts *k, float *p, const float *g, float *m, float *v, int64_t n)
 {
-    #pragma omp parallel for schedule(static) if (n > 65536)
+    #pragma omp parallel for schedule(static) if (n > PC_PARAM_SPLIT_MIN)
     for (int64_t i = 0; i < n; i++) {
         m[i] = m[i] * k->b1 + ((1.0f - k->b1) * g[i]);
         v[i] = v[i] * k->b2 + ((1.0f - k->b2) * (g[i] * g[i]));
@@ -264,17 +265,26 @@ static void prefetch_state(const pc_bnb_state *st)
     madvise(st->state2, bytes, MADV_WILLNEED);
 }
 
+static void update_param(pc_bnb_adamw *o, pc_param_list *params, int i, float lr)
+{
+    pc_bnb_state *st = &o->states[i];
+    pc_param *p = &params->items[i];
+    adam_consts k = consts_for(o, lr, p->decay ? o->weight_decay : 0.0f);
+    if (st->paged) prefetch_state(st);
+    if (st->quantized) update_8bit(o, &k, st, p->data, p->grad);
+    else update_32bit(&k, p->data, p->grad, st->state1, st->state2, st->numel);
+}
+
+/* As pc_adamw_step: small tensors shared out whole among the threads, larger ones split across all. */
 void pc_bnb_adamw_step(pc_bnb_adamw *o, pc_param_list *params, double lr)
 {
     o->step++;
-    for (int i = 0; i < o->n; i++) {
-        pc_bnb_state *st = &o->states[i];
-        pc_param *p = &params->items[i];
-        adam_consts k = consts_for(o, (float)lr, p->decay ? o->weight_decay : 0.0f);
-        if (st->paged) prefetch_state(st);
-        if (st->quantized) update_8bit(o, &k, st, p->data, p->grad);
-        else update_32bit(&k, p->data, p->grad, st->state1, st->state2, st->numel);
-    }
+    const long small = pc_param_list_small_numel(params, PC_PARAM_SPLIT_MIN);
+    #pragma omp parallel for schedule(dynamic) if (small >= PC_PARALLEL_MIN)
+    for (int i = 0; i < o->n; i++)
+        if (params->items[i].numel <= PC_PARAM_SPLIT_MIN) update_param(o, params, i, (float)lr);
+    for (int i = 0; i < o->n; i++)
+        if (params->items[i].numel > PC_PARAM_SPLIT_MIN) update_param(o, params, i, (float)lr);
 }
 
 size_t pc_bnb_adamw_state_bytes(const pc_bnb_adamw *o)

@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "base/fs.h"
+#include "base/profile.h"
+#include "base/threads.h"
 #include "formats/json.h"
 #include "models/quantized.h"
 #include "train/checkpoints.h"
@@ -600,30 +602,42 @@ static pc_status train_step(run *r, double *loss, double *grad_norm, double *lr,
     int micro = left < ga ? left : ga;
     if (r->batch_in_epoch == 0) pc_epoch_order(r->order, r->train.n, c->shuffle, &r->data_rng);
     long total = window_targets(r, micro);
+    double t = pc_phase_begin();
     pc_param_list_zero_grad(&r->peft->trainable);
+    pc_phase_end(PC_PHASE_OPTIMIZER, t);
     *loss = 0;
     *epoch_ended = false;
     bool finite = true;
     for (int i = 0; i < micro; i++) {
+        t = pc_phase_begin();
         const pc_batch *b = next_batch(r);
+        pc_phase_end(PC_PHASE_DATA, t);
         float l;
+        t = pc_phase_begin();
         pc_status s = r->model->ops->forward(r->model, b, true, &l, err);
+        pc_phase_end(PC_PHASE_FORWARD, t);
         if (s != PEFTC_OK && s != PEFTC_ERR_NUMERIC) return s;
         finite = finite && s == PEFTC_OK;
         /* share of this micro-batch in the step's loss: 1/micro (SEQ_CLS), targets/total (causal LM) */
         float w = total > 0 ? (float)r->model->n_loss_tokens / (float)total : 1.0f / (float)micro;
         if (total == 0 && r->model->task == PC_TASK_CAUSAL_LM) w = 0;
+        t = pc_phase_begin();
         if (finite) r->model->ops->backward(r->model, b, w);
+        pc_phase_end(PC_PHASE_BACKWARD, t);
         *loss += l * w;
         *tokens += (long)b->B * b->T;
         end_batch(r, epoch_ended);
     }
+    t = pc_phase_begin();
     *grad_norm = finite ? pc_clip_grad_norm(&r->peft->trainable, c->max_grad_norm) : NAN;
+    pc_phase_end(PC_PHASE_OPTIMIZER, t);
     *lr = c->learning_rate * pc_schedule_factor(pc_schedule_parse(c->lr_scheduler_type), r->step, r->warmup, r->max_steps);
     r->step++;
     if (!isfinite(*loss) || !isfinite(*grad_norm)) return skip_update(r, *loss, *grad_norm, err);
     r->bad_steps = 0;
+    t = pc_phase_begin();
     pc_optimizer_step(r->opt, &r->peft->trainable, *lr);
+    pc_phase_end(PC_PHASE_OPTIMIZER, t);
     return PEFTC_OK;
 }
 
@@ -687,10 +701,13 @@ static pc_status train_loop(run *r, pc_train_result *res, pc_error *err)
 {
     long tokens_at_start = r->tokens;
     r->start_time = now_seconds();
+    pc_profile_enable(r->cfg->profile);
     while (r->step < r->max_steps) {
         double loss = 0, grad_norm = 0, lr = 0;
         bool epoch_ended = false;
+        double step_start = now_seconds();
         PC_TRY(train_step(r, &loss, &grad_norm, &lr, &r->tokens, &epoch_ended, err));
+        pc_profile_step_done(now_seconds() - step_start);
         if (isfinite(loss)) { r->tr_loss += loss; r->total_loss += loss; }
         report_progress(r, loss, lr, r->tokens - tokens_at_start);
         PC_TRY(after_step(r, &r->tr_loss, &r->last_logged, grad_norm, lr, epoch_ended, err));
@@ -713,6 +730,7 @@ pc_status pc_train(const pc_config *cfg, const pc_trainer_hooks *hooks, pc_train
     r.cfg = cfg;
     r.hooks = hooks;
     r.saved_step = -1;
+    pc_set_threads(cfg->threads);
     pc_status s = prepare(&r, &result->memory, err);
     if (!s && cfg->dry_run) { release(&r); return PEFTC_OK; }
     int32_t pad = s ? 0 : pc_padding_id(r.tok);
