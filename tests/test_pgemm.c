@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "kernels/pgemm.h"
+#include "nn/linear.h"
 #include "testlib.h"
 
 /* bf16 rounding written out independently of the kernels: round to nearest even on the top 16 bits;
@@ -135,4 +136,30 @@ TEST(pgemm_isa_force_never_exceeds_the_cpu)
     pc_isa_force(PC_ISA_AVX512);
     CHECK_INT_EQ(pc_isa_active(), pc_isa_detected());
     pc_isa_force(before);
+}
+
+/* A frozen Linear with pack_dtype BF16 (training's bf16: true) packs W at reserve and runs forward and dx
+ * in bf16: y = x·Wᵀ + b and dx = dy·W on bf16-rounded operands, the bias in fp32. */
+TEST(pgemm_linear_bf16_packs_frozen_weight)
+{
+    enum { ROWS = 19, IN = 37, OUT = 21 };
+    static float W[OUT * IN], b[OUT], x[ROWS * IN], dy[ROWS * OUT], y[ROWS * OUT], dx[ROWS * IN], zero[ROWS * IN];
+    unsigned seed = 99u;
+    fill(W, OUT * IN, &seed);
+    fill(b, OUT, &seed);
+    fill(x, ROWS * IN, &seed);
+    fill(dy, ROWS * OUT, &seed);
+    pc_linear lin = { .in = IN, .out = OUT, .W = W, .b = b, .pack_dtype = PC_PACK_BF16 };
+    pc_scratch scratch = { 0 };
+    pc_error err = { 0 };
+    CHECK_MSG(pc_linear_reserve(&lin, ROWS, &scratch, &err) == PEFTC_OK, "%s", err.msg);
+    CHECK(lin.packed != NULL && lin.packed->fwd.dtype == PC_PACK_BF16);
+    pc_linear_forward(&lin, y, x, ROWS, false, NULL);
+    pc_linear_backward(&lin, dx, false, dy, x, ROWS);
+    float bias_rows[ROWS * OUT];
+    for (int r = 0; r < ROWS; r++) memcpy(bias_rows + r * OUT, b, sizeof b);
+    CHECK_INT_EQ(compare(x, ROWS, IN, OUT, W, true, IN, true, bias_rows, y, true), 0);
+    CHECK_INT_EQ(compare(dy, ROWS, OUT, IN, W, false, IN, true, zero, dx, false), 0);
+    pc_linear_release(&lin);
+    CHECK(lin.packed == NULL);
 }

@@ -38,6 +38,7 @@ static void offer_pages(const float *W, size_t bytes)
 static pc_status pack_frozen(pc_linear *lin, pc_error *err)
 {
     if (packed_of(lin) || !lin->W || lin->dW || lin->q4) return PEFTC_OK;
+    if (lin->pack_dtype == PC_PACK_F32 && pc_gemm_openblas_avx512()) return PEFTC_OK;  /* OpenBLAS is faster */
     pc_linear_release(lin);
     pc_packed_weight *p = malloc(sizeof *p);
     if (!p) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory packing %s", lin->name);

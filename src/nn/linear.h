@@ -38,7 +38,8 @@ typedef struct pc_linear {
 pc_base_weight pc_linear_base(const pc_linear *lin);
 
 /* Sizes the per-step buffers (adapter state, 4-bit scratch) for `rows` rows; no allocation happens in steps.
- * The first call also packs a frozen f32 W (lin->dW NULL) in lin->pack_dtype for kernels/pgemm: the products
+ * The first call also packs a frozen f32 W (lin->dW NULL) in lin->pack_dtype for kernels/pgemm (fp32 only
+ * when OpenBLAS lacks its AVX-512 kernels: pc_gemm_openblas_avx512): the products
  * then read the packed copy only, and W's pages are offered back to the kernel (MADV_PAGEOUT; an mmap'd
  * checkpoint is re-read from the file if W is touched again, anonymous memory without swap stays). */
 pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err);
