@@ -49,6 +49,13 @@ static pc_status pack_frozen(pc_linear *lin, pc_error *err)
     return PEFTC_OK;
 }
 
+pc_status pc_linear_repack(pc_linear *lin, pc_error *err)
+{
+    if (!lin->packed || packed_of(lin)) return PEFTC_OK;
+    pc_linear_release(lin);
+    return pack_frozen(lin, err);
+}
+
 void pc_linear_release(pc_linear *lin)
 {
     if (!lin->packed) return;

@@ -44,6 +44,10 @@ pc_base_weight pc_linear_base(const pc_linear *lin);
  * checkpoint is re-read from the file if W is touched again, anonymous memory without swap stays). */
 pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err);
 
+/* After W was swapped for another buffer (merging): packs the new W when the old one was packed. On failure the
+ * Linear stays unpacked (products on OpenBLAS), which is correct too. */
+pc_status pc_linear_repack(pc_linear *lin, pc_error *err);
+
 /* Frees the packed weight (the model's destroy; W itself belongs to the model). */
 void pc_linear_release(pc_linear *lin);
 
