@@ -4,6 +4,10 @@
  *
  *   bench_gemm [M]     (M = tokens per step, default 1024 = 16 x 64)
  *
+ * Then the frozen-weight products (forward x·Wᵀ, input gradient dy·W) of DistilBERT-base and TinyLlama
+ * Linears at 512 and 2048 rows: OpenBLAS (as its core type is set) against kernels/pgemm with the weight
+ * packed once, in fp32 and in bf16.
+ *
  * Linear layers are nn.Linear: W is [out, in]. Forward y = x·Wᵀ; input gradient dx = dy·W;
  * LoRA (r = 8): h = x·Aᵀ, y += h·Bᵀ; backward dB = dyᵀ·h, dh = dy·B, dA = dhᵀ·x, dx += dh·A.
  * Frozen weights get no weight gradient, so dW = dyᵀ·x is not part of the step. */
@@ -15,6 +19,7 @@
 #include <time.h>
 
 #include "kernels/gemm.h"
+#include "kernels/pgemm.h"
 
 enum { LORA_R = 8, FMA_CHAINS = 16 };
 static const double MIN_SECONDS = 0.25;   /* per shape */
@@ -173,6 +178,79 @@ static int time_shape(const shape *s, double *gflops)
     return 0;
 }
 
+/* ---- frozen-weight products: OpenBLAS vs the packed kernels ---- */
+
+typedef enum { IMPL_OPENBLAS, IMPL_PACKED_F32, IMPL_PACKED_BF16 } impl;
+
+static void run_frozen(impl which, bool dx, int M, int in, int out, const float *W, const pc_packed_weight *pw,
+                       const float *a, float *c)
+{
+    if (which == IMPL_OPENBLAS && !dx) pc_sgemm(false, true, M, out, in, 1.0f, a, in, W, in, 0.0f, c, out);
+    else if (which == IMPL_OPENBLAS) pc_sgemm(false, false, M, in, out, 1.0f, a, out, W, in, 0.0f, c, in);
+    else if (!dx) pc_packed_xwT(pw, a, M, c, false);
+    else pc_packed_dyW(pw, a, M, c, false);
+}
+
+/* Best-of-rounds GFLOP/s of one frozen-weight product, for at least MIN_SECONDS. */
+static double time_frozen(impl which, bool dx, int M, int in, int out, const float *W, const pc_packed_weight *pw,
+                          const float *a, float *c)
+{
+    double flops = 2.0 * M * in * out, best = 0, total = 0;
+    run_frozen(which, dx, M, in, out, W, pw, a, c);
+    while (total < MIN_SECONDS) {
+        double t0 = now_seconds();
+        run_frozen(which, dx, M, in, out, W, pw, a, c);
+        double dt = now_seconds() - t0;
+        if (flops / dt * 1e-9 > best) best = flops / dt * 1e-9;
+        total += dt;
+    }
+    return best;
+}
+
+static int bench_frozen(double peak)
+{
+    static const struct { const char *model; int in, out; } lins[] = {
+        { "distilbert q/k/v/out", 768, 768 }, { "distilbert lin1", 768, 3072 }, { "distilbert lin2", 3072, 768 },
+        { "tinyllama q/o", 2048, 2048 }, { "tinyllama gate/up", 2048, 5632 }, { "tinyllama down", 5632, 2048 },
+    };
+    static const int rows[] = { 512, 2048 };
+    printf("\nfrozen-weight products; kernels: %s, %s (GFLOP/s, %% of the fp32 peak)\n",
+           pc_pgemm_kernel_name(PC_PACK_F32), pc_pgemm_kernel_name(PC_PACK_BF16));
+    printf("%-22s %3s %5s %5s %5s %15s %15s %15s %9s\n", "linear", "dir", "M", "in", "out", "OpenBLAS", "packed f32",
+           "packed bf16", "faster");
+    unsigned seed = 4321u;
+    for (size_t l = 0; l < sizeof lins / sizeof lins[0]; l++) {
+        int in = lins[l].in, out = lins[l].out, big = in > out ? in : out;
+        float *W = random_matrix((size_t)in * out, &seed), *a = random_matrix((size_t)2048 * big, &seed),
+              *c = random_matrix((size_t)2048 * big, &seed);
+        pc_packed_weight pw[2];
+        pc_error err;
+        if (!W || !a || !c || pc_pack_weight(&pw[0], W, false, in, out, PC_PACK_F32, &err) ||
+            pc_pack_weight(&pw[1], W, false, in, out, PC_PACK_BF16, &err)) {
+            fprintf(stderr, "bench_gemm: out of memory for %s\n", lins[l].model);
+            return 1;
+        }
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            for (int dx = 0; dx < 2; dx++) {
+                int M = rows[r];
+                double g[3];
+                for (int i = 0; i < 3; i++)
+                    g[i] = time_frozen((impl)i, dx, M, in, out, W, i == IMPL_PACKED_BF16 ? &pw[1] : &pw[0], a, c);
+                char cell[3][32];
+                for (int i = 0; i < 3; i++) snprintf(cell[i], sizeof cell[i], "%.1f (%.0f%%)", g[i], peak > 0 ? 100 * g[i] / peak : 0);
+                printf("%-22s %3s %5d %5d %5d %15s %15s %15s %9s\n", lins[l].model, dx ? "dx" : "fwd", M, in, out,
+                       cell[0], cell[1], cell[2], g[1] >= g[0] ? "packed" : "OpenBLAS");
+                printf("result frozen %s,%d,%d,%d GFLOP/s openblas %.1f packed_f32 %.1f packed_bf16 %.1f\n",
+                       dx ? "dx" : "fwd", M, in, out, g[0], g[1], g[2]);
+            }
+        }
+        pc_packed_weight_free(&pw[0]);
+        pc_packed_weight_free(&pw[1]);
+        free(W); free(a); free(c);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int M = argc > 1 ? atoi(argv[1]) : 1024;
@@ -231,5 +309,5 @@ int main(int argc, char **argv)
     printf("one layer's training products (%.1f GFLOP per step), overall: %.1f GFLOP/s\n", flops_all * 1e-9,
            flops_all / time_all * 1e-9);
     printf("result gemm_peak GFLOP/s %.1f\n", peak);
-    return 0;
+    return bench_frozen(peak);
 }

@@ -2,7 +2,7 @@
  * q_lin,v_lin + the SEQ_CLS heads, batch 16 x 64 random tokens, training mode (dropout on).
  * One step = zero_grad + forward + backward + clip_grad_norm(1.0) + AdamW, as the Trainer does.
  *
- *   bench_train [--use_dora] [--lora_dropout P] [steps] [model_dir]     (defaults: LoRA, 0.05, 10,
+ *   bench_train [--use_dora] [--bf16] [--lora_dropout P] [steps] [model_dir]     (defaults: LoRA, 0.05, 10,
  *                                                                        /tmp/peftc-bench-distilbert)
  *
  * The model directory is written once with seeded random weights and reused when its config matches.
@@ -29,6 +29,7 @@ enum { BATCH = 16, SEQ = 64, WARMUP_STEPS = 2 };
 static const char *const DEFAULT_DIR = "/tmp/peftc-bench-distilbert";
 static bool use_dora = false;        /* --use_dora: DoRA instead of LoRA, same r, alpha and targets */
 static double lora_dropout = 0.05;   /* --lora_dropout P */
+static bool bf16 = false;            /* --bf16: frozen weights' products in bf16 (training's bf16: true) */
 
 typedef struct phase_times {
     double forward, backward, optimizer;
@@ -156,6 +157,7 @@ static pc_status run(int steps, const char *dir, pc_error *err)
     static int32_t ids[BATCH * SEQ], labels[BATCH];
     static uint8_t mask[BATCH * SEQ];
     pc_status s = pc_model_load(dir, &opts, &m, err);
+    for (int i = 0; !s && i < m->n_linears; i++) m->linears[i]->pack_dtype = bf16 ? PC_PACK_BF16 : PC_PACK_F32;
     if (!s) s = apply_lora(m, &p, err);
     if (!s) s = m->ops->reserve(m, BATCH, SEQ, err);
     if (!s) s = pc_adamw_init(&opt, &p->trainable, 0.9, 0.999, 1e-8, 0.0, err);
@@ -167,7 +169,8 @@ static pc_status run(int steps, const char *dir, pc_error *err)
         printf("peft: %s r=8 alpha=32 dropout=%g on q_lin,v_lin + SEQ_CLS heads; %s\n", use_dora ? "DoRA" : "LoRA",
                lora_dropout, line);
         printf("batch: %d x %d tokens, training mode (dropout 0.1, attention 0.1, head 0.2)\n", BATCH, SEQ);
-        printf("threads: %d   gemm: %s\n", omp_get_max_threads(), pc_gemm_backend());
+        printf("threads: %d   gemm: %s; frozen weights: %s\n", omp_get_max_threads(), pc_gemm_backend(),
+               pc_pgemm_kernel_name(bf16 ? PC_PACK_BF16 : PC_PACK_F32));
         random_batch(ids, mask, labels, m->vocab_size, m->num_labels);
     }
     pc_batch b = { BATCH, SEQ, ids, mask, labels };
@@ -199,6 +202,7 @@ int main(int argc, char **argv)
     bool bad = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--use_dora") == 0) use_dora = true;
+        else if (strcmp(argv[i], "--bf16") == 0) bf16 = true;
         else if (strcmp(argv[i], "--lora_dropout") == 0 && i + 1 < argc) lora_dropout = atof(argv[++i]);
         else if (n_pos < 2) pos[n_pos++] = argv[i];
         else bad = true;
@@ -206,7 +210,7 @@ int main(int argc, char **argv)
     int steps = pos[0] ? atoi(pos[0]) : 10;
     const char *dir = pos[1] ? pos[1] : DEFAULT_DIR;
     if (steps < 1 || bad || lora_dropout < 0 || lora_dropout >= 1) {
-        fprintf(stderr, "usage: bench_train [--use_dora] [--lora_dropout 0 <= P < 1] [steps >= 1] [model_dir]\n");
+        fprintf(stderr, "usage: bench_train [--use_dora] [--bf16] [--lora_dropout 0 <= P < 1] [steps >= 1] [model_dir]\n");
         return 2;
     }
     pc_error err = { 0 };

@@ -42,6 +42,7 @@ run_case peftc "$BUILD/bench/bench_train" "$STEPS" || status=1
 if has_avx512 && [ "${OPENBLAS_CORETYPE:-}" != SkylakeX ]; then
   run_case peftc-skx env OPENBLAS_CORETYPE=SkylakeX "$BUILD/bench/bench_train" "$STEPS" || status=1
 fi
+run_case peftc-bf16 "$BUILD/bench/bench_train" --bf16 "$STEPS" || status=1
 for mode in installed tuned bf16; do
   if [ -x "$PY" ]; then
     run_case "torch-$mode" env BENCH_THREADS="$THREADS" "$PY" "$HERE/torch_distilbert_lora.py" "$mode" "$STEPS" ||
@@ -66,12 +67,13 @@ describe() {
   case $1 in
     peftc) echo "peftc (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-default})" ;;
     peftc-skx) echo "peftc (OPENBLAS_CORETYPE=SkylakeX)" ;;
+    peftc-bf16) echo "peftc bf16: true (frozen weights in bf16)" ;;
     torch-installed) echo "PyTorch as installed" ;;
     torch-tuned) echo "PyTorch tuned (OpenBLAS SkylakeX kernels)" ;;
     torch-bf16) echo "PyTorch bf16 autocast" ;;
   esac
 }
-for name in peftc peftc-skx torch-installed torch-tuned torch-bf16; do
+for name in peftc peftc-skx peftc-bf16 torch-installed torch-tuned torch-bf16; do
   [ "$name" = peftc-skx ] && [ ! -e "$LOG/peftc-skx.out" ] && continue
   if [ -s "$LOG/$name" ]; then
     read -r _ _ _ tps _ ms _ rss _ best < "$LOG/$name"

@@ -359,7 +359,7 @@ static void check_4bit_against_dequantized(float p)
         CHECK_MSG(pc_test_max_rel_err(q->lora.dB, f->lora.dB, OUT * R) < 1e-5, "4-bit dB (p %.2f)", p);
         CHECK_MSG(pc_test_max_rel_err(q->lora.dm, f->lora.dm, OUT) < 1e-5, "4-bit dm (p %.2f)", p);
     }
-    if (f) pc_lora_free(&f->lora);
+    if (f) { pc_lora_free(&f->lora); pc_linear_release(&f->lin); }
     if (q) pc_lora_free(&q->lora);
     pc_q4_free(&w4);
     free(scratch.p);

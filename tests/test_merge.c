@@ -60,10 +60,10 @@ static void check_merge_with(const char *fixture, const char *adapter_fixture)
     if (m2 && m2->task == PC_TASK_SEQ_CLS) {
         /* heads come from the adapter's modules_to_save copies, written in place */
         forward_logits(m2, loaded, n);
-        CHECK_MSG(pc_test_max_rel_err(loaded, merged, n) <= 1e-6, "%s: reloaded merged model differs", fixture);
+        CHECK_MSG(pc_test_max_rel_err(loaded, merged, n) <= 1e-6, "%s: reloaded merged model differs by %.3g", fixture, pc_test_max_rel_err(loaded, merged, n));
     } else if (m2) {
         forward_logits(m2, loaded, n);
-        CHECK_MSG(pc_test_max_rel_err(loaded, merged, n) <= 1e-6, "%s: reloaded merged model differs", fixture);
+        CHECK_MSG(pc_test_max_rel_err(loaded, merged, n) <= 1e-6, "%s: reloaded merged model differs by %.3g", fixture, pc_test_max_rel_err(loaded, merged, n));
     }
     pc_model_free(m2);
     free(unmerged); free(merged); free(again); free(loaded);

@@ -9,6 +9,8 @@
 #include "base/profile.h"
 #include "base/threads.h"
 #include "cli/cli.h"
+#include "kernels/gemm.h"
+#include "kernels/pgemm.h"
 #include "formats/safetensors.h"
 #include "train/batches.h"
 #include "train/trainer.h"
@@ -116,6 +118,8 @@ static void print_profile(void)
     if (p.steps == 0) return;
     const double per = 1e3 / (double)p.steps, step_ms = p.step_seconds * per;
     printf("profile: %ld steps, %.2f ms per step, %d threads\n", p.steps, step_ms, pc_threads());
+    printf("  products: %s; packed kernels %s / %s\n", pc_gemm_backend(), pc_pgemm_kernel_name(PC_PACK_F32),
+           pc_pgemm_kernel_name(PC_PACK_BF16));
     printf("  %-22s %10s %8s\n", "phase", "ms/step", "% step");
     double phases = 0, ops = 0;
     for (int i = 0; i < PC_PHASE_COUNT; i++) {

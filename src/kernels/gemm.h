@@ -13,6 +13,10 @@ void pc_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
 /* y[rows, out] = x[rows, in] * W^T (+ bias), W stored [out, in] as nn.Linear. */
 void pc_linear_xwT(float *y, const float *x, const float *W, const float *bias, int rows, int in, int out);
 
+/* Whether OpenBLAS runs its AVX-512 sgemm kernels (core SkylakeX, Cooperlake, SapphireRapids); there it is
+ * as fast as or faster than kernels/pgemm's fp32 path (bench_gemm), so frozen fp32 weights stay unpacked. */
+bool pc_gemm_openblas_avx512(void);
+
 /* Name of the BLAS kernel in use (e.g. "OpenBLAS 0.3.21 ... SkylakeX"). */
 const char *pc_gemm_backend(void);
 

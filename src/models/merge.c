@@ -62,6 +62,8 @@ pc_status pc_peft_merge(pc_peft_model *p, pc_merge_state *st, pc_error *err)
         lin->W = merged;
         lin->lora = NULL;
         lin->q4 = NULL;
+        pc_error ignored;
+        pc_linear_repack(lin, &ignored);  /* unpacked on failure: still correct */
     }
     return PEFTC_OK;
 }
@@ -72,6 +74,8 @@ void pc_peft_unmerge(pc_merge_state *st)
         st->linears[i]->W = st->original[i];
         st->linears[i]->lora = st->adapters[i];
         st->linears[i]->q4 = st->q4[i];
+        pc_error ignored;
+        pc_linear_repack(st->linears[i], &ignored);  /* unpacked on failure: still correct */
     }
     merge_free(st);
 }

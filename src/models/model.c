@@ -124,6 +124,7 @@ void pc_model_free(pc_model *m)
 {
     if (!m) return;
     pc_model_free_4bit(m);
+    for (int i = 0; i < m->n_linears; i++) pc_linear_release(m->linears[i]);
     free(m->q4_scratch.p);
     m->ops->destroy(m);
 }

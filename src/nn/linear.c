@@ -3,6 +3,8 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "base/profile.h"
 #include "kernels/gemm.h"
@@ -15,9 +17,58 @@ static void forward_in_out(const pc_linear *lin, float *y, const float *x, int r
     pc_sgemm(false, false, rows, lin->out, lin->in, 1.0f, x, lin->in, lin->W, lin->out, lin->b ? 1.0f : 0.0f, y, lin->out);
 }
 
+/* The packed copy, when it is still the packing of the current W (merging swaps W for another buffer). */
+static const pc_packed_weight *packed_of(const pc_linear *lin)
+{
+    return lin->packed && lin->packed->src == lin->W ? lin->packed : NULL;
+}
+
+/* Lets the kernel reclaim W's whole pages: non-destructive (unlike MADV_DONTNEED), a no-op on anonymous
+ * memory without swap. */
+static void offer_pages(const float *W, size_t bytes)
+{
+#ifdef MADV_PAGEOUT
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)W + page - 1) / page * page,
+              hi = ((uintptr_t)W + bytes) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+#else
+    (void)W; (void)bytes;
+#endif
+}
+
+static pc_status pack_frozen(pc_linear *lin, pc_error *err)
+{
+    if (packed_of(lin) || !lin->W || lin->dW || lin->q4) return PEFTC_OK;
+    if (lin->pack_dtype == PC_PACK_F32 && pc_gemm_openblas_avx512()) return PEFTC_OK;  /* OpenBLAS is faster */
+    pc_linear_release(lin);
+    pc_packed_weight *p = malloc(sizeof *p);
+    if (!p) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory packing %s", lin->name);
+    pc_status s = pc_pack_weight(p, lin->W, lin->w_in_out, lin->in, lin->out, lin->pack_dtype, err);
+    if (s) { free(p); return s; }
+    lin->packed = p;
+    offer_pages(lin->W, sizeof(float) * (size_t)lin->in * (size_t)lin->out);
+    return PEFTC_OK;
+}
+
+pc_status pc_linear_repack(pc_linear *lin, pc_error *err)
+{
+    if (!lin->packed || packed_of(lin)) return PEFTC_OK;
+    pc_linear_release(lin);
+    return pack_frozen(lin, err);
+}
+
+void pc_linear_release(pc_linear *lin)
+{
+    if (!lin->packed) return;
+    pc_packed_weight_free(lin->packed);
+    free(lin->packed);
+    lin->packed = NULL;
+}
+
 pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err)
 {
     if (lin->lora) PC_TRY(pc_lora_reserve(lin->lora, rows, err));
+    PC_TRY(pack_frozen(lin, err));
     if (!lin->q4) return PEFTC_OK;
     size_t need = pc_q4_scratch_bytes(lin->q4, rows, lin->q4_compute, omp_get_max_threads());
     if (need > scratch->bytes) {
@@ -32,7 +83,8 @@ pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_er
 
 pc_base_weight pc_linear_base(const pc_linear *lin)
 {
-    pc_base_weight w = { .W = lin->W, .w_in_out = lin->w_in_out, .q4 = lin->q4, .q4_compute = lin->q4_compute };
+    pc_base_weight w = { .W = lin->W, .w_in_out = lin->w_in_out, .q4 = lin->q4, .q4_compute = lin->q4_compute,
+                         .packed = packed_of(lin) };
     if (lin->scratch) {
         w.scratch = lin->scratch->p;
         w.scratch_bytes = lin->scratch->bytes;
@@ -47,10 +99,18 @@ static void forward_4bit(const pc_linear *lin, float *y, const float *x, int row
     pc_q4_matmul_xwT(lin->q4, lin->q4_compute, x, rows, y, lin->b != NULL, lin->scratch->p, lin->scratch->bytes, NULL);
 }
 
+static void forward_packed(const pc_linear *lin, const pc_packed_weight *p, float *y, const float *x, int rows)
+{
+    for (int r = 0; lin->b && r < rows; r++) memcpy(y + (long)r * lin->out, lin->b, sizeof(float) * (size_t)lin->out);
+    pc_packed_xwT(p, x, rows, y, lin->b != NULL);
+}
+
 void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool training, pc_rng *rng)
 {
     pc_op_begin(lin->q4 ? PC_OP_MATMUL_4BIT : PC_OP_MATMUL);
+    const pc_packed_weight *p = packed_of(lin);
     if (lin->q4) forward_4bit(lin, y, x, rows);
+    else if (p) forward_packed(lin, p, y, x, rows);
     else if (lin->w_in_out) forward_in_out(lin, y, x, rows);
     else pc_linear_xwT(y, x, lin->W, lin->b, rows, lin->in, lin->out);
     pc_op_begin(PC_OP_LORA);
@@ -88,6 +148,8 @@ void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float 
     float beta = accumulate ? 1.0f : 0.0f;
     if (dx && lin->q4)  /* dx = dy deq(W); a 4-bit weight gets no gradient */
         pc_q4_matmul_dyW(lin->q4, lin->q4_compute, dy, rows, dx, accumulate, lin->scratch->p, lin->scratch->bytes, NULL);
+    else if (dx && packed_of(lin))
+        pc_packed_dyW(packed_of(lin), dy, rows, dx, accumulate);
     else if (dx && lin->w_in_out)  /* dx = dy W^T */
         pc_sgemm(false, true, rows, lin->in, lin->out, 1.0f, dy, lin->out, lin->W, lin->out, beta, dx, lin->in);
     else if (dx)  /* dx = dy W */

@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "kernels/gemm4.h"
+#include "kernels/pgemm.h"
 #include "peft/lora.h"
 
 /* A scratch buffer shared by the 4-bit Linears of one model (one product runs at a time). */
@@ -29,13 +30,26 @@ typedef struct pc_linear {
     pc_q4_weight *q4;   /* QLoRA: the frozen weight in 4 bits (W is then NULL), owned by the model */
     pc_q4_compute q4_compute;
     pc_scratch *scratch;/* for the fused 4-bit products (set by pc_linear_reserve) */
+    pc_pack_dtype pack_dtype;    /* the frozen W's product type: F32 (default) or BF16 (training's bf16: true) */
+    pc_packed_weight *packed;    /* frozen W packed for kernels/pgemm at reserve; NULL when trainable or 4-bit */
 } pc_linear;
 
 /* The frozen base weight as the adapter code sees it (f32 W or the 4-bit weight, with its scratch). */
 pc_base_weight pc_linear_base(const pc_linear *lin);
 
-/* Sizes the per-step buffers (adapter state, 4-bit scratch) for `rows` rows; no allocation happens in steps. */
+/* Sizes the per-step buffers (adapter state, 4-bit scratch) for `rows` rows; no allocation happens in steps.
+ * The first call also packs a frozen f32 W (lin->dW NULL) in lin->pack_dtype for kernels/pgemm (fp32 only
+ * when OpenBLAS lacks its AVX-512 kernels: pc_gemm_openblas_avx512): the products
+ * then read the packed copy only, and W's pages are offered back to the kernel (MADV_PAGEOUT; an mmap'd
+ * checkpoint is re-read from the file if W is touched again, anonymous memory without swap stays). */
 pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err);
+
+/* After W was swapped for another buffer (merging): packs the new W when the old one was packed. On failure the
+ * Linear stays unpacked (products on OpenBLAS), which is correct too. */
+pc_status pc_linear_repack(pc_linear *lin, pc_error *err);
+
+/* Frees the packed weight (the model's destroy; W itself belongs to the model). */
+void pc_linear_release(pc_linear *lin);
 
 /* y[rows, out] = x W^T + b (+ LoRA branch, or the DoRA terms of peft/dora.h). */
 void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool training, pc_rng *rng);

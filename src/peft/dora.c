@@ -4,6 +4,7 @@
 
 #include "base/threads.h"
 #include "kernels/gemm.h"
+#include "kernels/pgemm.h"
 
 enum { CHUNK = 64 };   /* output features handled together by one thread in the magnitude gradient */
 
@@ -29,6 +30,7 @@ pc_status pc_dora_init(pc_lora *l, const pc_base_weight *w, pc_error *err)
 static void times_wT(float *C, const float *X, const pc_base_weight *w, int rows, int in, int out)
 {
     if (w->q4) pc_q4_matmul_xwT(w->q4, w->q4_compute, X, rows, C, false, w->scratch, w->scratch_bytes, NULL);
+    else if (w->packed) pc_packed_xwT(w->packed, X, rows, C, false);
     else if (w->w_in_out) pc_sgemm(false, false, rows, out, in, 1.0f, X, in, w->W, out, 0.0f, C, out);
     else pc_sgemm(false, true, rows, out, in, 1.0f, X, in, w->W, in, 0.0f, C, out);
 }
@@ -38,6 +40,7 @@ static void times_w(float *C, bool accumulate, const float *G, const pc_base_wei
 {
     float beta = accumulate ? 1.0f : 0.0f;
     if (w->q4) pc_q4_matmul_dyW(w->q4, w->q4_compute, G, rows, C, accumulate, w->scratch, w->scratch_bytes, NULL);
+    else if (w->packed) pc_packed_dyW(w->packed, G, rows, C, accumulate);
     else if (w->w_in_out) pc_sgemm(false, true, rows, in, out, 1.0f, G, out, w->W, out, beta, C, in);
     else pc_sgemm(false, false, rows, in, out, 1.0f, G, out, w->W, in, beta, C, in);
 }

@@ -44,6 +44,7 @@ typedef struct pc_base_weight {
     bool w_in_out;
     const pc_q4_weight *q4;
     pc_q4_compute q4_compute;
+    const struct pc_packed_weight *packed;  /* W packed for kernels/pgemm, or NULL */
     void *scratch;
     size_t scratch_bytes;
 } pc_base_weight;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/pgemm.h"
 #include "kernels/quant4.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -22,13 +23,22 @@ static double q4_bytes(const pc_q4_weight *w)
     return b;
 }
 
-/* Every base parameter at 4 bytes, less what 4-bit packing saves on the quantized Linears. */
+static double packed_bytes(const pc_packed_b *b)
+{
+    return 4.0 * (double)b->steps * (double)b->npad;
+}
+
+/* Every base parameter at 4 bytes, less what 4-bit packing saves on the quantized Linears; a frozen weight
+ * packed in the kernels' layout (pc_linear_reserve) counts as its packed copies, as its fp32 source's pages
+ * are handed back to the kernel (MADV_PAGEOUT) right after packing. */
 static double weight_bytes(const pc_model *m)
 {
     double b = 4.0 * (double)m->n_base_params;
     for (int i = 0; i < m->n_linears; i++) {
         const pc_linear *l = m->linears[i];
         if (l->q4) b -= 4.0 * (double)pc_q4_numel(l->q4) - q4_bytes(l->q4);
+        if (l->packed)
+            b += packed_bytes(&l->packed->fwd) + packed_bytes(&l->packed->bwd) - 4.0 * (double)l->in * (double)l->out;
     }
     return b;
 }

@@ -51,13 +51,6 @@ static void message(const run *r, const char *text)
 
 /* ---------- set-up ---------- */
 
-/* Features whose keys are accepted but that this build cannot run yet: say so
- * rather than silently train something else. */
-static pc_status reject_unavailable(const pc_config *c, pc_error *err)
-{
-    if (c->bf16) return pc_fail(err, PEFTC_ERR_UNSUPPORTED, "bf16: bfloat16 training is not available in this version");
-    return PEFTC_OK;
-}
 
 static pc_status copy_list(char ***dst, int *n_dst, char **src, int n, pc_error *err)
 {
@@ -129,6 +122,9 @@ static pc_status load_model(const pc_config *c, pc_model **model, pc_error *err)
     if (!c->model_name_or_path) return pc_fail(err, PEFTC_ERR_INVALID, "model_name_or_path is required");
     PC_TRY(pc_model_load(c->model_name_or_path, &opts, model, err));
     pc_status s = apply_4bit(c, *model, err);
+    /* bf16: true runs the frozen f32 weights' products in bf16 (kernels/pgemm; fp32 accumulation); adapters,
+     * gradients and the optimizer stay fp32 */
+    for (int i = 0; i < (*model)->n_linears; i++) (*model)->linears[i]->pack_dtype = c->bf16 ? PC_PACK_BF16 : PC_PACK_F32;
     if (s) { pc_model_free(*model); *model = NULL; }
     return s;
 }
@@ -229,7 +225,6 @@ static pc_status estimate_memory(run *r, pc_memory_estimate *e, pc_error *err)
 static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
 {
     const pc_config *c = r->cfg;
-    PC_TRY(reject_unavailable(c, err));
     PC_TRY(load_model(c, &r->model, err));
     PC_TRY(check_task(c, r->model, err));
     r->model->neftune_noise_alpha = (float)c->neftune_noise_alpha;

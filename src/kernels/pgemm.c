@@ -1,0 +1,494 @@
+#include "kernels/pgemm.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#define PC_X86 1
+#include <immintrin.h>
+#else
+#define PC_X86 0
+#endif
+
+enum {
+    MR = 12,   /* rows of A per micro-tile */
+    NR = 32,   /* columns of B per micro-tile (two zmm) */
+    KC = 192,  /* reduction steps per block: a 32-column B panel (24 KB) stays in L1 (48 KB) */
+    MC = 144,  /* rows of A per packed block: 144 x 192 words (108 KB) stay in L2 (1 MB) */
+};
+
+/* ---- instruction set ---- */
+
+static int isa_chosen = -1;  /* -1 until first use */
+
+pc_isa pc_isa_detected(void)
+{
+#if PC_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return PC_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return PC_ISA_AVX2;
+#endif
+    return PC_ISA_PORTABLE;
+}
+
+static bool bf16_native(void)
+{
+#if PC_X86
+    return __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+
+void pc_isa_force(pc_isa isa)
+{
+    pc_isa best = pc_isa_detected();
+    isa_chosen = (int)(isa < best ? isa : best);
+}
+
+pc_isa pc_isa_active(void)
+{
+    if (isa_chosen < 0) {
+        const char *env = getenv("PEFTC_ISA");
+        pc_isa isa = pc_isa_detected();
+        if (env && strcmp(env, "avx2") == 0) isa = PC_ISA_AVX2;
+        else if (env && strcmp(env, "portable") == 0) isa = PC_ISA_PORTABLE;
+        pc_isa_force(isa);
+    }
+    return (pc_isa)isa_chosen;
+}
+
+const char *pc_isa_name(pc_isa isa)
+{
+    return isa == PC_ISA_AVX512 ? "avx512" : isa == PC_ISA_AVX2 ? "avx2" : "portable";
+}
+
+/* The kernel's instruction set: bf16 on AVX-512 needs AVX-512 BF16, else it runs the AVX2 kernel. */
+static pc_isa kernel_isa(pc_pack_dtype dtype)
+{
+    pc_isa isa = pc_isa_active();
+    if (isa == PC_ISA_AVX512 && dtype == PC_PACK_BF16 && !bf16_native()) isa = PC_ISA_AVX2;
+    return isa;
+}
+
+const char *pc_pgemm_kernel_name(pc_pack_dtype dtype)
+{
+    static const char *names[3][2] = { { "portable-f32", "portable-bf16" }, { "avx2-f32", "avx2-bf16" },
+                                       { "avx512-f32", "avx512-bf16" } };
+    return names[kernel_isa(dtype)][dtype];
+}
+
+/* ---- bf16 ---- */
+
+/* bf16 bits of f as VCVTNEPS2BF16 rounds: NaN stays (quiet) NaN, subnormals become signed zero, else
+ * round to nearest even. */
+static uint32_t bf16_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The 32-bit word of step s of a row: the fp32 value, or the bf16 pair (row[2s], row[2s+1]) (0 past K). */
+static uint32_t word_at(const float *row, long stride, int s, int K, pc_pack_dtype dtype)
+{
+    if (dtype == PC_PACK_F32) return f32_bits(row[(long)s * stride]);
+    uint32_t lo = bf16_bits(row[2L * s * stride]);
+    uint32_t hi = 2 * s + 1 < K ? bf16_bits(row[(2L * s + 1) * stride]) : 0;
+    return lo | hi << 16;
+}
+
+/* ---- packing B (once per weight) ---- */
+
+static int steps_of(int K, pc_pack_dtype dtype) { return dtype == PC_PACK_F32 ? K : (K + 1) / 2; }
+
+pc_status pc_pack_b(pc_packed_b *b, const float *src, int ld, bool transposed, int K, int N, pc_pack_dtype dtype,
+                    pc_error *err)
+{
+    *b = (pc_packed_b){ .dtype = dtype, .K = K, .N = N, .steps = steps_of(K, dtype), .npad = (N + NR - 1) / NR * NR };
+    size_t bytes = sizeof(uint32_t) * (size_t)b->steps * (size_t)b->npad;
+    b->data = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    if (!b->data) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory packing a [%d, %d] weight (%zu bytes)", K, N, bytes);
+    /* element (k, n): transposed ? src[n*ld + k] : src[k*ld + n]; along k the stride is 1 or ld */
+    long k_stride = transposed ? 1 : ld;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < b->npad; n++) {
+        const float *col = transposed ? src + (long)n * ld : src + n;
+        for (int s0 = 0; s0 < b->steps; s0 += KC) {
+            int ks = b->steps - s0 < KC ? b->steps - s0 : KC;
+            uint32_t *panel = b->data + (size_t)s0 * b->npad + (size_t)(n / NR) * ks * NR + n % NR;
+            for (int s = 0; s < ks; s++) {
+                int k = dtype == PC_PACK_F32 ? s0 + s : 2 * (s0 + s);
+                panel[(size_t)s * NR] = n < N ? word_at(col + k * k_stride, k_stride, 0, K - k, dtype) : 0;
+            }
+        }
+    }
+    return PEFTC_OK;
+}
+
+void pc_packed_b_free(pc_packed_b *b)
+{
+    free(b->data);
+    b->data = NULL;
+}
+
+/* ---- packing A (per call): rows m0..m0+mc, steps s0..s0+ks as [row panel][step][MR] words ---- */
+
+static void pack_a_portable(const float *A, int lda, int M, int K, pc_pack_dtype dtype, int m0, int mc, int s0, int ks,
+                            uint32_t *Ap)
+{
+    for (int p = 0; p < mc; p += MR) {
+        for (int r = 0; r < MR; r++) {
+            int m = m0 + p + r;
+            uint32_t *dst = Ap + (size_t)p * ks + r;
+            if (m >= M || p + r >= mc) {
+                for (int s = 0; s < ks; s++) dst[(size_t)s * MR] = 0;
+                continue;
+            }
+            const float *row = A + (long)m * lda;
+            for (int s = 0; s < ks; s++) {
+                int k = dtype == PC_PACK_F32 ? s0 + s : 2 * (s0 + s);
+                dst[(size_t)s * MR] = word_at(row + k, 1, 0, K - k, dtype);
+            }
+        }
+    }
+}
+
+#if PC_X86
+/* bf16 pairs of 32 floats at a time with VCVTNE2PS2BF16 (same rounding as bf16_bits). */
+__attribute__((target("avx512f,avx512bf16"))) static void pack_a_bf16_avx512(const float *A, int lda, int M, int K,
+                                                                              int m0, int mc, int s0, int ks,
+                                                                              uint32_t *Ap)
+{
+    uint32_t buf[16];
+    for (int p = 0; p < mc; p += MR) {
+        for (int r = 0; r < MR; r++) {
+            int m = m0 + p + r;
+            uint32_t *dst = Ap + (size_t)p * ks + r;
+            if (m >= M || p + r >= mc) {
+                for (int s = 0; s < ks; s++) dst[(size_t)s * MR] = 0;
+                continue;
+            }
+            const float *row = A + (long)m * lda;
+            int s = 0;
+            for (; s + 16 <= ks && 2 * (s0 + s) + 32 <= K; s += 16) {
+                const float *src = row + 2 * (s0 + s);
+                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src));
+                _mm512_storeu_si512(buf, (__m512i)v);
+                for (int i = 0; i < 16; i++) dst[(size_t)(s + i) * MR] = buf[i];
+            }
+            for (; s < ks; s++) {
+                int k = 2 * (s0 + s);
+                dst[(size_t)s * MR] = word_at(row + k, 1, 0, K - k, PC_PACK_BF16);
+            }
+        }
+    }
+}
+#endif
+
+static void pack_a(pc_isa isa, const float *A, int lda, int M, int K, pc_pack_dtype dtype, int m0, int mc, int s0,
+                   int ks, uint32_t *Ap)
+{
+#if PC_X86
+    if (isa == PC_ISA_AVX512 && dtype == PC_PACK_BF16) {
+        pack_a_bf16_avx512(A, lda, M, K, m0, mc, s0, ks, Ap);
+        return;
+    }
+#endif
+    (void)isa;
+    pack_a_portable(A, lda, M, K, dtype, m0, mc, s0, ks, Ap);
+}
+
+/* ---- micro-kernels: c[MR x NR] (=, or += when load_c) over ks steps of a (MR words per step) and b (NR) ---- */
+
+typedef void micro_kernel(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c);
+
+static void kernel_portable_f32(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+{
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = load_c ? c[i * ldc + j] : 0.0f;
+    for (int s = 0; s < ks; s++)
+        for (int i = 0; i < MR; i++) {
+            float ai = bits_f32(a[s * MR + i]);
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * bits_f32(b[s * NR + j]);
+        }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
+}
+
+static void kernel_portable_bf16(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+{
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = load_c ? c[i * ldc + j] : 0.0f;
+    for (int s = 0; s < ks; s++)
+        for (int i = 0; i < MR; i++) {
+            uint32_t w = a[s * MR + i];
+            float lo = bits_f32(w << 16), hi = bits_f32(w & 0xffff0000u);
+            for (int j = 0; j < NR; j++) {
+                uint32_t v = b[s * NR + j];
+                acc[i][j] += lo * bits_f32(v << 16) + hi * bits_f32(v & 0xffff0000u);
+            }
+        }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
+}
+
+#if PC_X86
+__attribute__((target("avx512f"))) static void kernel_avx512_f32(int ks, const uint32_t *a, const uint32_t *b,
+                                                                 float *c, long ldc, bool load_c)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = load_c ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+        acc[i][1] = load_c ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    const float *af = (const float *)a, *bf = (const float *)b;
+    for (int s = 0; s < ks; s++) {
+        __m512 b0 = _mm512_load_ps(bf + s * NR), b1 = _mm512_load_ps(bf + s * NR + 16);
+        _mm_prefetch((const char *)(bf + (s + 8) * NR), _MM_HINT_T0);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(af[s * MR + i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(c + i * ldc, acc[i][0]);
+        _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
+    }
+}
+
+/* VDPBF16PS: each fp32 lane adds the two products of its bf16 pair. */
+__attribute__((target("avx512f,avx512bf16"))) static void kernel_avx512_bf16(int ks, const uint32_t *a,
+                                                                              const uint32_t *b, float *c, long ldc,
+                                                                              bool load_c)
+{
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        acc[i][0] = load_c ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+        acc[i][1] = load_c ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (int s = 0; s < ks; s++) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b + s * NR), b1 = (__m512bh)_mm512_load_si512(b + s * NR + 16);
+        _mm_prefetch((const char *)(b + (s + 8) * NR), _MM_HINT_T0);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m512bh ai = (__m512bh)_mm512_set1_epi32((int)a[s * MR + i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(c + i * ldc, acc[i][0]);
+        _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
+    }
+}
+
+/* AVX2: the 12x32 tile as four 6x16 sub-tiles (12 ymm accumulators each). */
+__attribute__((target("avx2,fma"))) static void sub_avx2_f32(int ks, const uint32_t *a, const uint32_t *b, float *c,
+                                                             long ldc, bool load_c)
+{
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+        acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    }
+    const float *af = (const float *)a, *bf = (const float *)b;
+    for (int s = 0; s < ks; s++) {
+        __m256 b0 = _mm256_loadu_ps(bf + s * NR), b1 = _mm256_loadu_ps(bf + s * NR + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) {
+            __m256 ai = _mm256_broadcast_ss(af + s * MR + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+        _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+    }
+}
+
+/* bf16 pairs widened to fp32 (a bf16 is the high half of its fp32): lo·lo + hi·hi per lane. */
+__attribute__((target("avx2,fma"))) static void sub_avx2_bf16(int ks, const uint32_t *a, const uint32_t *b, float *c,
+                                                              long ldc, bool load_c)
+{
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+        acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    }
+    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
+    for (int s = 0; s < ks; s++) {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(b + s * NR));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(b + s * NR + 8));
+        __m256 l0 = _mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), h0 = _mm256_castsi256_ps(_mm256_and_si256(v0, high));
+        __m256 l1 = _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), h1 = _mm256_castsi256_ps(_mm256_and_si256(v1, high));
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) {
+            uint32_t w = a[s * MR + i];
+            __m256 alo = _mm256_set1_ps(bits_f32(w << 16)), ahi = _mm256_set1_ps(bits_f32(w & 0xffff0000u));
+            acc[i][0] = _mm256_fmadd_ps(ahi, h0, _mm256_fmadd_ps(alo, l0, acc[i][0]));
+            acc[i][1] = _mm256_fmadd_ps(ahi, h1, _mm256_fmadd_ps(alo, l1, acc[i][1]));
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+        _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+    }
+}
+
+static void kernel_avx2_f32(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+{
+    for (int i = 0; i < MR; i += 6)
+        for (int j = 0; j < NR; j += 16) sub_avx2_f32(ks, a + i, b + j, c + i * ldc + j, ldc, load_c);
+}
+
+static void kernel_avx2_bf16(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+{
+    for (int i = 0; i < MR; i += 6)
+        for (int j = 0; j < NR; j += 16) sub_avx2_bf16(ks, a + i, b + j, c + i * ldc + j, ldc, load_c);
+}
+#endif
+
+static micro_kernel *kernel_for(pc_isa isa, pc_pack_dtype dtype)
+{
+#if PC_X86
+    if (isa == PC_ISA_AVX512) return dtype == PC_PACK_F32 ? kernel_avx512_f32 : kernel_avx512_bf16;
+    if (isa == PC_ISA_AVX2) return dtype == PC_PACK_F32 ? kernel_avx2_f32 : kernel_avx2_bf16;
+#endif
+    (void)isa;
+    return dtype == PC_PACK_F32 ? kernel_portable_f32 : kernel_portable_bf16;
+}
+
+/* ---- the blocked product ---- */
+
+typedef struct {
+    const float *A;
+    int lda, M;
+    const pc_packed_b *B;
+    float *C;
+    int ldc;
+    bool accumulate;
+    pc_isa isa;
+    micro_kernel *kernel;
+} product;
+
+/* C rows m_lo..m_hi, columns of panels p_lo..p_hi: for each row block and reduction block, pack A, then
+ * sweep the B panels (each reused from L1 across the row block's micro-tiles). */
+static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_hi)
+{
+    _Alignas(64) uint32_t Ap[MC * KC];
+    _Alignas(64) float edge[MR * NR];
+    const pc_packed_b *B = pr->B;
+    for (int m0 = m_lo; m0 < m_hi; m0 += MC) {
+        int mc = m_hi - m0 < MC ? m_hi - m0 : MC;
+        for (int s0 = 0; s0 < B->steps; s0 += KC) {
+            int ks = B->steps - s0 < KC ? B->steps - s0 : KC;
+            bool load_c = s0 > 0 || pr->accumulate;
+            pack_a(pr->isa, pr->A, pr->lda, pr->M, B->K, B->dtype, m0, mc, s0, ks, Ap);
+            for (int p = p_lo; p < p_hi; p++) {
+                const uint32_t *panel = B->data + (size_t)s0 * B->npad + (size_t)p * ks * NR;
+                int n0 = p * NR, nr = B->N - n0 < NR ? B->N - n0 : NR;
+                for (int i = 0; i < mc; i += MR) {
+                    int mr = mc - i < MR ? mc - i : MR;
+                    float *c = pr->C + (long)(m0 + i) * pr->ldc + n0;
+                    if (mr == MR && nr == NR) {
+                        pr->kernel(ks, Ap + (size_t)i * ks, panel, c, pr->ldc, load_c);
+                        continue;
+                    }
+                    for (int r = 0; load_c && r < mr; r++) memcpy(edge + r * NR, c + (long)r * pr->ldc, sizeof(float) * nr);
+                    pr->kernel(ks, Ap + (size_t)i * ks, panel, edge, NR, load_c);
+                    for (int r = 0; r < mr; r++) memcpy(c + (long)r * pr->ldc, edge + r * NR, sizeof(float) * nr);
+                }
+            }
+        }
+    }
+}
+
+void pc_pgemm(const float *A, int lda, int M, const pc_packed_b *B, float *C, int ldc, bool accumulate)
+{
+    if (M <= 0 || B->N <= 0) return;
+    if (B->K == 0) {
+        for (int m = 0; !accumulate && m < M; m++) memset(C + (long)m * ldc, 0, sizeof(float) * (size_t)B->N);
+        return;
+    }
+    pc_isa isa = kernel_isa(B->dtype);
+    product pr = { A, lda, M, B, C, ldc, accumulate, isa, kernel_for(isa, B->dtype) };
+    int panels = B->npad / NR;
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    bool split_rows = M >= threads * 4 * MR;   /* else split the columns (few rows: generation, small batches) */
+    int parts = split_rows ? threads : (panels < threads ? panels : threads);
+    if (parts < 1) parts = 1;
+#pragma omp parallel num_threads(parts)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        if (split_rows) {
+            int tiles = (M + MR - 1) / MR;
+            int lo = (int)((long)tiles * t / n) * MR, hi = (int)((long)tiles * (t + 1) / n) * MR;
+            product_part(&pr, lo, hi < M ? hi : M, 0, panels);
+        } else {
+            product_part(&pr, 0, M, (int)((long)panels * t / n), (int)((long)panels * (t + 1) / n));
+        }
+    }
+}
+
+/* ---- a Linear's weight ---- */
+
+pc_status pc_pack_weight(pc_packed_weight *p, const float *W, bool w_in_out, int in, int out, pc_pack_dtype dtype,
+                         pc_error *err)
+{
+    *p = (pc_packed_weight){ .src = W, .in = in, .out = out };
+    /* W [out, in]: forward B[k=i][n=o] = W[o*in + i] (transposed), backward B[k=o][n=i] = W[o*in + i];
+     * W [in, out] the other way round */
+    int ld = w_in_out ? out : in;
+    pc_status s = pc_pack_b(&p->fwd, W, ld, !w_in_out, in, out, dtype, err);
+    if (!s) s = pc_pack_b(&p->bwd, W, ld, w_in_out, out, in, dtype, err);
+    if (s) pc_packed_weight_free(p);
+    return s;
+}
+
+void pc_packed_weight_free(pc_packed_weight *p)
+{
+    pc_packed_b_free(&p->fwd);
+    pc_packed_b_free(&p->bwd);
+}
+
+void pc_packed_xwT(const pc_packed_weight *p, const float *x, int rows, float *y, bool accumulate)
+{
+    pc_pgemm(x, p->in, rows, &p->fwd, y, p->out, accumulate);
+}
+
+void pc_packed_dyW(const pc_packed_weight *p, const float *dy, int rows, float *dx, bool accumulate)
+{
+    pc_pgemm(dy, p->out, rows, &p->bwd, dx, p->in, accumulate);
+}
