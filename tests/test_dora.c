@@ -57,6 +57,7 @@ static void check_against(const pc_safetensors *st, const char *prefix, const ch
 typedef struct dora_linear {
     pc_linear lin;
     pc_lora lora;
+    pc_scratch scratch;
     float W[IN * OUT], b[OUT], x[ROWS * IN], w[ROWS * OUT], y[ROWS * OUT], dx[ROWS * IN];
 } dora_linear;
 
@@ -91,7 +92,7 @@ static int setup_linear(dora_linear *d, const pc_safetensors *st, const char *na
     pc_error err = { 0 };
     pc_base_weight base = pc_linear_base(&d->lin);
     CHECK_MSG(pc_dora_init(&d->lora, &base, &err) == PEFTC_OK, "%s", err.msg);
-    CHECK(pc_lora_reserve(&d->lora, ROWS, &err) == PEFTC_OK);
+    CHECK_MSG(pc_linear_reserve(&d->lin, ROWS, &d->scratch, &err) == PEFTC_OK, "%s", err.msg);
     /* pc_dora_init's magnitude is PEFT's ||W + s B A|| per output row */
     check_against(st, prefix, "weight_norm", d->lora.m, OUT, 1e-6);
     read_into(st, prefix, "m", d->lora.m, OUT);
@@ -118,7 +119,7 @@ static void check_linear_case(const char *name)
         pc_linear_backward(&d->lin, twice, true, d->w, d->x, ROWS);
         for (int i = 0; i < ROWS * IN; i++) CHECK_NEAR(twice[i], 2.0f * d->dx[i], 1e-6);
     }
-    if (d) pc_lora_free(&d->lora);
+    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -136,7 +137,7 @@ TEST(dora_eval_ignores_dropout)
         pc_linear_forward(&d->lin, d->y, d->x, ROWS, false, NULL);
         check_against(st, "bias.", "y", d->y, ROWS * OUT, 1e-5);
     }
-    if (d) pc_lora_free(&d->lora);
+    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -168,7 +169,7 @@ static void linear_adamw_case(const char *name)
         pc_adamw_free(&opt);
         pc_param_list_free(&params);
     }
-    if (d) pc_lora_free(&d->lora);
+    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -210,7 +211,7 @@ static void hand_forward(const dora_linear *d, const double *c, double *y)
     const pc_lora *l = &d->lora;
     for (int r = 0; r < ROWS; r++) {
         double xd[IN], h[R];
-        for (int i = 0; i < IN; i++) xd[i] = (double)d->x[r * IN + i] * l->mask[r * IN + i];
+        for (int i = 0; i < IN; i++) xd[i] = (double)d->x[r * IN + i] * (l->keep[r * IN + i] ? 1.0 / (1.0 - l->dropout) : 0.0);
         for (int k = 0; k < R; k++) {
             h[k] = 0;
             for (int i = 0; i < IN; i++) h[k] += xd[i] * l->A[k * IN + i];
@@ -273,7 +274,7 @@ static void check_dropout_case(const char *name)
         double c[OUT], y_ref[ROWS * OUT];
         dropout_loss(&ctx);
         int dropped = 0;
-        for (int i = 0; i < ROWS * IN; i++) dropped += d->lora.mask[i] == 0.0f;
+        for (int i = 0; i < ROWS * IN; i++) dropped += d->lora.keep[i] == 0;
         CHECK_MSG(dropped > 10 && dropped < ROWS * IN - 10, "mask drops %d of %d inputs", dropped, ROWS * IN);
         hand_scale(d, c);
         hand_forward(d, c, y_ref);
@@ -294,7 +295,7 @@ static void check_dropout_case(const char *name)
         const pc_lora *l = &d->lora;
         for (int r = 0; r < ROWS; r++) {
             double xd[IN], h[R] = { 0 }, gB[R] = { 0 };
-            for (int i = 0; i < IN; i++) xd[i] = (double)d->x[r * IN + i] * l->mask[r * IN + i];
+            for (int i = 0; i < IN; i++) xd[i] = (double)d->x[r * IN + i] * (l->keep[r * IN + i] ? 1.0 / (1.0 - l->dropout) : 0.0);
             for (int k = 0; k < R; k++)
                 for (int i = 0; i < IN; i++) h[k] += xd[i] * l->A[k * IN + i];
             for (int o = 0; o < OUT; o++) {
@@ -310,7 +311,7 @@ static void check_dropout_case(const char *name)
         CHECK_MSG(max_rel_d(l->dA, dA, R * IN) < 1e-5, "%s: dA rel err %.3g", name, max_rel_d(l->dA, dA, R * IN));
         CHECK_MSG(max_rel_d(l->dB, dB, OUT * R) < 1e-5, "%s: dB rel err %.3g", name, max_rel_d(l->dB, dB, OUT * R));
     }
-    if (d) pc_lora_free(&d->lora);
+    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -362,7 +363,7 @@ static void check_4bit_against_dequantized(float p)
     if (f) { pc_lora_free(&f->lora); pc_linear_release(&f->lin); }
     if (q) pc_lora_free(&q->lora);
     pc_q4_free(&w4);
-    free(scratch.p);
+    pc_scratch_free(&scratch);
     free(f);
     free(q);
     pc_st_close(st);
@@ -450,7 +451,7 @@ static void check_merge_case(const char *name)
         CHECK(pc_lora_merge(W, t, IN, OUT, l->A, l->B, R, l->scaling, l->m, &err) == PEFTC_OK);
         check_against(st, prefix, "merged.dora", W, IN * OUT, 1e-6);
     }
-    if (d) pc_lora_free(&d->lora);
+    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }

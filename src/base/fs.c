@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -153,4 +155,15 @@ pc_status pc_read_file(const char *path, size_t limit, char **out, size_t *len, 
     *out = buf;
     *len = size;
     return PEFTC_OK;
+}
+
+void pc_pages_offer(const void *p, size_t bytes)
+{
+#ifdef MADV_PAGEOUT
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + page - 1) / page * page,
+              hi = ((uintptr_t)p + bytes) / page * page;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+#else
+    (void)p; (void)bytes;
+#endif
 }

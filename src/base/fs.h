@@ -20,6 +20,10 @@ pc_status pc_read_file(const char *path, size_t limit, char **out, size_t *len, 
 /* Copies a small file (e.g. tokenizer files into an output directory), atomically. */
 pc_status pc_copy_file(const char *from, const char *to, pc_error *err);
 
+/* Lets the kernel reclaim the whole pages inside [p, p + bytes): MADV_PAGEOUT, non-destructive (unlike
+ * MADV_DONTNEED): a page of a mapped file is read again when touched, an anonymous one without swap stays. */
+void pc_pages_offer(const void *p, size_t bytes);
+
 /* write(2) as every file writer of the library calls it (a short count or -1 with errno, as write). */
 ssize_t pc_fs_write(int fd, const void *buf, size_t n);
 /* Test hook (disk-full simulation): after `bytes` more bytes, pc_fs_write fails with ENOSPC;

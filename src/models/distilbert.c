@@ -270,7 +270,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
              (a->out_rstd = pc_owned_alloc(o, N));
     }
     for (int i = 0; ok && i < m->n_linears; i++)
-        if (pc_linear_reserve(m->linears[i], (int)N, &m->q4_scratch, err) != PEFTC_OK) ok = false;
+        if (pc_linear_reserve(m->linears[i], (int)N, &m->scratch, err) != PEFTC_OK) ok = false;
     o->group = 0;
     if (!ok) {
         d->cap_B = d->cap_T = 0;

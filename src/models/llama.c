@@ -256,7 +256,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         }
     }
     for (int i = 0; ok && i < m->n_linears; i++)
-        if (pc_linear_reserve(m->linears[i], (int)N, &m->q4_scratch, err) != PEFTC_OK) ok = false;
+        if (pc_linear_reserve(m->linears[i], (int)N, &m->scratch, err) != PEFTC_OK) ok = false;
     o->group = 0;
     if (!ok) {
         l->cap_B = l->cap_T = 0;

@@ -125,6 +125,6 @@ void pc_model_free(pc_model *m)
     if (!m) return;
     pc_model_free_4bit(m);
     for (int i = 0; i < m->n_linears; i++) pc_linear_release(m->linears[i]);
-    free(m->q4_scratch.p);
+    pc_scratch_free(&m->scratch);
     m->ops->destroy(m);
 }

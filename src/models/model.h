@@ -66,7 +66,7 @@ struct pc_model {
     int vocab_size, max_positions;
     int64_t n_base_params;           /* every parameter of the base model (PEFT's all-params count starts here) */
     pc_linear **linears;             /* every Linear, in module order */
-    pc_scratch q4_scratch;           /* shared by the 4-bit Linears' fused products */
+    pc_scratch scratch;              /* shared by the Linears: 4-bit products, LoRA dropout input */
     int n_linears;
     pc_norm **norms;                 /* every LayerNorm / RMSNorm */
     int n_norms;

@@ -1,5 +1,7 @@
 #include "models/model_util.h"
 
+#include "base/fs.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -85,7 +87,11 @@ pc_status pc_model_tensor(const pc_safetensors *st, pc_owned *o, const char *nam
     if (!shape_ok) return pc_st_read_f32_shaped(t, ndim, shape, NULL, err);  /* the shape error, before allocating */
     if (t->dtype == PC_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
         *dst = (float *)(uintptr_t)t->data;  /* frozen weight used in place, never written */
-        return pc_st_check_finite(t, *dst, n, err);
+        PC_TRY(pc_st_check_finite(t, *dst, n, err));
+        /* the scan read every page: hand them back, so only the pages in use stay resident (an embedding
+         * table is read a few rows at a time) */
+        pc_pages_offer(*dst, sizeof(float) * (size_t)n);
+        return PEFTC_OK;
     }
     float *buf = pc_owned_alloc(o, (long)n);
     if (!buf) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for tensor '%s'", name);

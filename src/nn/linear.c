@@ -3,9 +3,8 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
+#include "base/fs.h"
 #include "base/profile.h"
 #include "kernels/gemm.h"
 #include "peft/dora.h"
@@ -23,19 +22,6 @@ static const pc_packed_weight *packed_of(const pc_linear *lin)
     return lin->packed && lin->packed->src == lin->W ? lin->packed : NULL;
 }
 
-/* Lets the kernel reclaim W's whole pages: non-destructive (unlike MADV_DONTNEED), a no-op on anonymous
- * memory without swap. */
-static void offer_pages(const float *W, size_t bytes)
-{
-#ifdef MADV_PAGEOUT
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)W + page - 1) / page * page,
-              hi = ((uintptr_t)W + bytes) / page * page;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
-#else
-    (void)W; (void)bytes;
-#endif
-}
-
 static pc_status pack_frozen(pc_linear *lin, pc_error *err)
 {
     if (packed_of(lin) || !lin->W || lin->dW || lin->q4) return PEFTC_OK;
@@ -46,7 +32,7 @@ static pc_status pack_frozen(pc_linear *lin, pc_error *err)
     pc_status s = pc_pack_weight(p, lin->W, lin->w_in_out, lin->in, lin->out, lin->pack_dtype, err);
     if (s) { free(p); return s; }
     lin->packed = p;
-    offer_pages(lin->W, sizeof(float) * (size_t)lin->in * (size_t)lin->out);
+    pc_pages_offer(lin->W, sizeof(float) * (size_t)lin->in * (size_t)lin->out);
     return PEFTC_OK;
 }
 
@@ -65,20 +51,46 @@ void pc_linear_release(pc_linear *lin)
     lin->packed = NULL;
 }
 
+void pc_scratch_free(pc_scratch *s)
+{
+    free(s->p);
+    free(s->xd);
+    memset(s, 0, sizeof *s);
+}
+
+static pc_status grow_scratch(pc_scratch *scratch, size_t bytes, size_t xd_floats, pc_error *err)
+{
+    if (bytes > scratch->bytes) {
+        void *p = realloc(scratch->p, bytes);
+        if (!p) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for 4-bit product scratch (%zu bytes)", bytes);
+        scratch->p = p;
+        scratch->bytes = bytes;
+    }
+    if (xd_floats > scratch->xd_floats) {
+        float *xd = realloc(scratch->xd, sizeof(float) * xd_floats);
+        if (!xd) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for the LoRA dropout input (%zu floats)", xd_floats);
+        scratch->xd = xd;
+        scratch->xd_floats = xd_floats;
+    }
+    return PEFTC_OK;
+}
+
 pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err)
 {
     if (lin->lora) PC_TRY(pc_lora_reserve(lin->lora, rows, err));
     PC_TRY(pack_frozen(lin, err));
-    if (!lin->q4) return PEFTC_OK;
-    size_t need = pc_q4_scratch_bytes(lin->q4, rows, lin->q4_compute, omp_get_max_threads());
-    if (need > scratch->bytes) {
-        void *p = realloc(scratch->p, need);
-        if (!p) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for 4-bit product scratch (%zu bytes)", need);
-        scratch->p = p;
-        scratch->bytes = need;
-    }
+    size_t bytes = lin->q4 ? pc_q4_scratch_bytes(lin->q4, rows, lin->q4_compute, omp_get_max_threads()) : 0;
+    size_t xd = lin->lora && lin->lora->dropout > 0 ? (size_t)rows * (size_t)lin->in : 0;
+    PC_TRY(grow_scratch(scratch, bytes, xd, err));
     lin->scratch = scratch;
     return PEFTC_OK;
+}
+
+/* The adapter, pointed at the shared x_d buffer (which pc_linear_reserve sized; a later reserve may move it). */
+static pc_lora *adapter(const pc_linear *lin)
+{
+    if (lin->lora && lin->scratch) lin->lora->xd = lin->scratch->xd;
+    return lin->lora;
 }
 
 pc_base_weight pc_linear_base(const pc_linear *lin)
@@ -114,11 +126,12 @@ void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool 
     else if (lin->w_in_out) forward_in_out(lin, y, x, rows);
     else pc_linear_xwT(y, x, lin->W, lin->b, rows, lin->in, lin->out);
     pc_op_begin(PC_OP_LORA);
-    if (lin->lora && lin->lora->m) {
+    pc_lora *lora = adapter(lin);
+    if (lora && lora->m) {
         pc_base_weight w = pc_linear_base(lin);
-        pc_dora_forward(lin->lora, y, x, &w, lin->b, rows, training, rng);
-    } else if (lin->lora) {
-        pc_lora_forward(lin->lora, y, x, rows, training, rng);
+        pc_dora_forward(lora, y, x, &w, lin->b, rows, training, rng);
+    } else if (lora) {
+        pc_lora_forward(lora, y, x, rows, training, rng);
     }
     pc_op_end();
     pc_op_end();
@@ -137,10 +150,11 @@ void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float 
             for (int o = 0; o < lin->out; o++) lin->db[o] += row[o];
         }
     }
-    if (lin->lora && lin->lora->m) {  /* DoRA rescales the base product: it owns the whole input gradient */
+    pc_lora *lora = adapter(lin);
+    if (lora && lora->m) {  /* DoRA rescales the base product: it owns the whole input gradient */
         pc_base_weight w = pc_linear_base(lin);
         pc_op_begin(PC_OP_LORA);
-        pc_dora_backward(lin->lora, dx, accumulate, dy, x, &w, rows);
+        pc_dora_backward(lora, dx, accumulate, dy, x, &w, rows);
         pc_op_end();
         pc_op_end();
         return;
@@ -155,7 +169,7 @@ void pc_linear_backward(pc_linear *lin, float *dx, bool accumulate, const float 
     else if (dx)  /* dx = dy W */
         pc_sgemm(false, false, rows, lin->in, lin->out, 1.0f, dy, lin->out, lin->W, lin->in, beta, dx, lin->in);
     pc_op_begin(PC_OP_LORA);
-    if (lin->lora) pc_lora_backward(lin->lora, dx, dy, x, rows);
+    if (lora) pc_lora_backward(lora, dx, dy, x, rows);
     pc_op_end();
     pc_op_end();
 }

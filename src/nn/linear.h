@@ -14,11 +14,16 @@
 #include "kernels/pgemm.h"
 #include "peft/lora.h"
 
-/* A scratch buffer shared by the 4-bit Linears of one model (one product runs at a time). */
+/* Scratch shared by the Linears of one model (one Linear runs at a time): the fused 4-bit products' buffer,
+ * and the LoRA branch's dropped-out input x_d (rows * in floats, pc_lora.xd). */
 typedef struct pc_scratch {
     void *p;
     size_t bytes;
+    float *xd;
+    size_t xd_floats;
 } pc_scratch;
+
+void pc_scratch_free(pc_scratch *s);
 
 typedef struct pc_linear {
     char name[160];     /* Hugging Face module name, e.g. "distilbert.transformer.layer.0.attention.q_lin" */
@@ -29,7 +34,7 @@ typedef struct pc_linear {
     pc_lora *lora;      /* NULL when no adapter sits on this Linear; DoRA when lora->m is set */
     pc_q4_weight *q4;   /* QLoRA: the frozen weight in 4 bits (W is then NULL), owned by the model */
     pc_q4_compute q4_compute;
-    pc_scratch *scratch;/* for the fused 4-bit products (set by pc_linear_reserve) */
+    pc_scratch *scratch;/* the model's shared scratch (set by pc_linear_reserve) */
     pc_pack_dtype pack_dtype;    /* the frozen W's product type: F32 (default) or BF16 (training's bf16: true) */
     pc_packed_weight *packed;    /* frozen W packed for kernels/pgemm at reserve; NULL when trainable or 4-bit */
 } pc_linear;

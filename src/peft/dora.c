@@ -128,6 +128,5 @@ void pc_dora_backward(pc_lora *l, float *dx, bool accumulate, const float *dy, c
         for (int o = 0; o < out; o++) zr[o] = (l->c[o] - 1.0f) * dyr[o];
     }
     times_w(l->xd, false, l->z, w, rows, in, out);
-    #pragma omp parallel for simd schedule(static) if ((long)rows * in >= PC_PARALLEL_MIN)
-    for (long i = 0; i < (long)rows * in; i++) dx[i] += l->xd[i] * l->mask[i];
+    pc_lora_apply_mask(l, dx, l->xd, rows);
 }

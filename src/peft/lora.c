@@ -47,12 +47,11 @@ pc_status pc_lora_create(pc_lora *l, int in, int out, int r, float scaling, floa
 pc_status pc_lora_reserve(pc_lora *l, int rows, pc_error *err)
 {
     if (rows <= l->cap_rows) return PEFTC_OK;
-    free(l->h); free(l->mask); free(l->xd); free(l->z);
+    free(l->h); free(l->keep); free(l->z);
     l->h = alloc_floats((long)rows * l->r);
-    l->mask = l->dropout > 0 ? alloc_floats((long)rows * l->in) : NULL;
-    l->xd = l->dropout > 0 ? alloc_floats((long)rows * l->in) : NULL;
+    l->keep = l->dropout > 0 ? calloc((size_t)rows * (size_t)l->in, 1) : NULL;
     l->z = l->m ? alloc_floats((long)rows * l->out) : NULL;
-    if (!l->h || (l->dropout > 0 && (!l->mask || !l->xd)) || (l->m && !l->z)) {
+    if (!l->h || (l->dropout > 0 && !l->keep) || (l->m && !l->z)) {
         l->cap_rows = 0;
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for LoRA activations (%d rows)", rows);
     }
@@ -63,23 +62,38 @@ pc_status pc_lora_reserve(pc_lora *l, int rows, pc_error *err)
 void pc_lora_free(pc_lora *l)
 {
     free(l->A); free(l->dA); free(l->B); free(l->dB);
-    free(l->h); free(l->mask); free(l->xd);
+    free(l->h); free(l->keep);
     free(l->m); free(l->dm); free(l->wnorm2); free(l->norm); free(l->c); free(l->Bt); free(l->z);
     memset(l, 0, sizeof *l);
 }
 
-/* The LoRA branch input: x itself, or x * mask when dropout is active in training. */
+/* The factor a dropout mask entry stands for: 1/(1-p) kept, 0 dropped (as nn.Dropout scales). */
+static inline float keep_factor(const pc_lora *l, uint8_t keep)
+{
+    return keep ? 1.0f / (1.0f - l->dropout) : 0.0f;
+}
+
+/* The LoRA branch input: x itself, or x_d = x * mask when dropout is active in training (a fresh mask;
+ * the uniforms are drawn into xd, then replaced by x_d). */
 static const float *branch_input(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng)
 {
     if (!training || l->dropout <= 0) return x;
     long n = (long)rows * l->in;
-    float keep = 1.0f / (1.0f - l->dropout);
-    pc_rng_fill_uniform(rng, l->mask, n, 0.0f, 1.0f);
+    pc_rng_fill_uniform(rng, l->xd, n, 0.0f, 1.0f);
     #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
-        l->mask[i] = l->mask[i] < l->dropout ? 0.0f : keep;
-        l->xd[i] = x[i] * l->mask[i];
+        l->keep[i] = !(l->xd[i] < l->dropout);
+        l->xd[i] = x[i] * keep_factor(l, l->keep[i]);
     }
+    return l->xd;
+}
+
+/* x_d again, from x and the mask of the last forward, bit for bit as branch_input made it. */
+static const float *rebuild_branch_input(pc_lora *l, const float *x, int rows)
+{
+    long n = (long)rows * l->in;
+    #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
+    for (long i = 0; i < n; i++) l->xd[i] = x[i] * keep_factor(l, l->keep[i]);
     return l->xd;
 }
 
@@ -98,9 +112,16 @@ void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool traini
     pc_sgemm(false, true, rows, l->out, l->r, l->scaling, l->h, l->r, l->B, l->r, 1.0f, y, l->out);
 }
 
+void pc_lora_apply_mask(const pc_lora *l, float *dx, const float *g, int rows)
+{
+    long n = (long)rows * l->in;
+    #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
+    for (long i = 0; i < n; i++) dx[i] += g[i] * keep_factor(l, l->keep[i]);
+}
+
 void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, int rows)
 {
-    const float *xd = l->last_dropout ? l->xd : x;
+    const float *xd = l->last_dropout ? rebuild_branch_input(l, x, rows) : x;
     float s = l->scaling;
     /* dB += s * dy^T h   [out, r] */
     pc_sgemm(true, false, l->out, l->r, rows, s, dy, l->out, l->h, l->r, 1.0f, l->dB, l->r);
@@ -114,11 +135,9 @@ void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, in
         pc_sgemm(false, false, rows, l->in, l->r, 1.0f, l->h, l->r, l->A, l->in, 1.0f, dx, l->in);
         return;
     }
-    /* dx += (g A) * mask, through the scratch buffer */
+    /* dx += (g A) * mask, through the scratch buffer (x_d is no longer needed) */
     pc_sgemm(false, false, rows, l->in, l->r, 1.0f, l->h, l->r, l->A, l->in, 0.0f, l->xd, l->in);
-    long n = (long)rows * l->in;
-    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) dx[i] += l->xd[i] * l->mask[i];
+    pc_lora_apply_mask(l, dx, l->xd, rows);
 }
 
 /* ---------- Delta W = B A, formed a chunk at a time ---------- */

@@ -8,6 +8,7 @@
 #define PC_PEFT_LORA_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "base/error.h"
 #include "base/rng.h"
@@ -24,8 +25,11 @@ typedef struct pc_lora {
     /* Per-step saved state, sized by pc_lora_reserve for `rows` rows. */
     int cap_rows;
     float *h;           /* [rows, r]   = x_d A^T */
-    float *mask;        /* [rows, in]  dropout mask (0 or 1/(1-p)), only when dropout > 0 */
-    float *xd;          /* [rows, in]  scratch: the dropped-out input */
+    uint8_t *keep;      /* [rows, in]  dropout mask: 1 kept (scaled by 1/(1-p)), 0 dropped; only when dropout > 0 */
+    /* [rows, in] scratch for the dropped-out input x_d, not owned: the caller points it at a buffer its
+     * adapters share (nn/linear: the model's pc_scratch) before each forward and backward when dropout > 0.
+     * Backward rebuilds x_d from x and keep, so only a byte per input stays per adapter between passes. */
+    float *xd;
     bool last_dropout;  /* whether the last forward applied dropout */
     /* DoRA only (pc_dora_init; all NULL for plain LoRA). */
     float *m, *dm;      /* [out] magnitude vector and its gradient */
@@ -57,7 +61,7 @@ float pc_lora_scaling(double alpha, int r, bool use_rslora);
  * GAUSSIAN: A ~ N(0, 1/r), B = 0;  NONE (false): A as DEFAULT, B ~ U(-1/sqrt(r), 1/sqrt(r)). */
 pc_status pc_lora_create(pc_lora *l, int in, int out, int r, float scaling, float dropout,
                          pc_lora_init init, pc_rng *rng, pc_error *err);
-/* Makes sure the per-step buffers hold `rows` rows. */
+/* Makes sure the per-step buffers hold `rows` rows (xd excepted: it is the caller's, rows * in floats). */
 pc_status pc_lora_reserve(pc_lora *l, int rows, pc_error *err);
 void pc_lora_free(pc_lora *l);
 
@@ -66,6 +70,8 @@ void pc_lora_free(pc_lora *l);
 const float *pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng);
 /* y[rows, out] += s * (x_d A^T) B^T. training: dropout on (p > 0 draws a fresh mask from rng). */
 void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool training, pc_rng *rng);
+/* dx[rows, in] += g * mask of the last forward (which applied dropout). */
+void pc_lora_apply_mask(const pc_lora *l, float *dx, const float *g, int rows);
 /* Given dy, accumulates dA, dB and adds the LoRA branch's input gradient to dx (dx may be NULL).
  * Uses the state saved by the last forward on the same x. */
 void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, int rows);

@@ -43,15 +43,16 @@ static double weight_bytes(const pc_model *m)
     return b;
 }
 
-/* LoRA branch buffers (pc_lora_reserve) and the 4-bit products' shared scratch. */
+/* LoRA branch buffers (pc_lora_reserve: h, a byte of dropout mask per input, DoRA's z) and the Linears'
+ * shared scratch (4-bit products, the dropped-out input). */
 static double branch_bytes(const pc_model *m)
 {
-    double b = (double)m->q4_scratch.bytes;
+    double b = (double)m->scratch.bytes + 4.0 * (double)m->scratch.xd_floats;
     for (int i = 0; i < m->n_linears; i++) {
         const pc_lora *l = m->linears[i]->lora;
         if (!l) continue;
-        double per_row = l->r + (l->dropout > 0 ? 2.0 * l->in : 0) + (l->m ? l->out : 0);
-        b += 4.0 * per_row * l->cap_rows;
+        double per_row = 4.0 * l->r + (l->dropout > 0 ? l->in : 0) + (l->m ? 4.0 * l->out : 0);
+        b += per_row * l->cap_rows;
     }
     return b;
 }

@@ -237,8 +237,9 @@ static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
     message(r, line);
     PC_TRY(load_data(r, err));
     if (r->train.n == 0) return pc_fail(err, PEFTC_ERR_INVALID, "%s: the training set is empty", c->train_file);
-    int B = c->per_device_train_batch_size > c->per_device_eval_batch_size ? c->per_device_train_batch_size
-                                                                           : c->per_device_eval_batch_size;
+    /* activations for the larger of the train and eval batches (an eval batch only when there is an eval set) */
+    int eval_B = r->eval.n > 0 ? c->per_device_eval_batch_size : 0;
+    int B = c->per_device_train_batch_size > eval_B ? c->per_device_train_batch_size : eval_B;
     int T = r->train.max_len > r->eval.max_len ? r->train.max_len : r->eval.max_len;
     PC_TRY(r->model->ops->reserve(r->model, B, T, err));
     PC_TRY(pc_batch_buf_init(&r->bb, B, T, err));
