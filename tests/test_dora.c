@@ -119,7 +119,7 @@ static void check_linear_case(const char *name)
         pc_linear_backward(&d->lin, twice, true, d->w, d->x, ROWS);
         for (int i = 0; i < ROWS * IN; i++) CHECK_NEAR(twice[i], 2.0f * d->dx[i], 1e-6);
     }
-    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
+    if (d) { pc_lora_free(&d->lora); pc_linear_release(&d->lin); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -137,7 +137,7 @@ TEST(dora_eval_ignores_dropout)
         pc_linear_forward(&d->lin, d->y, d->x, ROWS, false, NULL);
         check_against(st, "bias.", "y", d->y, ROWS * OUT, 1e-5);
     }
-    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
+    if (d) { pc_lora_free(&d->lora); pc_linear_release(&d->lin); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -169,7 +169,7 @@ static void linear_adamw_case(const char *name)
         pc_adamw_free(&opt);
         pc_param_list_free(&params);
     }
-    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
+    if (d) { pc_lora_free(&d->lora); pc_linear_release(&d->lin); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -311,7 +311,7 @@ static void check_dropout_case(const char *name)
         CHECK_MSG(max_rel_d(l->dA, dA, R * IN) < 1e-5, "%s: dA rel err %.3g", name, max_rel_d(l->dA, dA, R * IN));
         CHECK_MSG(max_rel_d(l->dB, dB, OUT * R) < 1e-5, "%s: dB rel err %.3g", name, max_rel_d(l->dB, dB, OUT * R));
     }
-    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
+    if (d) { pc_lora_free(&d->lora); pc_linear_release(&d->lin); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
@@ -451,7 +451,7 @@ static void check_merge_case(const char *name)
         CHECK(pc_lora_merge(W, t, IN, OUT, l->A, l->B, R, l->scaling, l->m, &err) == PEFTC_OK);
         check_against(st, prefix, "merged.dora", W, IN * OUT, 1e-6);
     }
-    if (d) { pc_lora_free(&d->lora); pc_scratch_free(&d->scratch); }
+    if (d) { pc_lora_free(&d->lora); pc_linear_release(&d->lin); pc_scratch_free(&d->scratch); }
     free(d);
     pc_st_close(st);
 }
