@@ -1,8 +1,12 @@
 # peftc — build, test, demo, bench.  See README.md.
 CC      ?= cc
 OPT     ?= -O2
+# Built for the machine that builds it (its vector width for the element-wise loops); `make ARCH=` gives a
+# portable x86-64 build, whose GEMM kernels still pick AVX-512 / AVX2 at run time from CPUID.
+# -fno-trapping-math: we never read FP exception flags, so the compiler may turn branches into selects.
+ARCH    ?= -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -Iinclude -Isrc \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -fno-trapping-math $(ARCH) -Iinclude -Isrc \
            $(shell pkg-config --cflags libcjson libutf8proc libpcre2-8 openblas 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs libcjson libutf8proc libpcre2-8 openblas 2>/dev/null || echo -lcjson -lutf8proc -lpcre2-8 -lopenblas) -lm -fopenmp
 BUILD   ?= build

@@ -57,12 +57,18 @@ done
 echo
 echo "== DistilBERT-base LoRA r8 q_lin,v_lin, batch 16 x 64, $STEPS steps, $THREADS threads"
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (at the end)"
-peftc_tps=0 peftc_best=0
-[ -s "$LOG/peftc" ] && read -r _ _ _ peftc_tps _ _ _ _ _ peftc_best < "$LOG/peftc"
+# The reference peftc row: the kernels `peftc` itself runs with (the CLI restarts with OpenBLAS's SkylakeX
+# core type on an AVX-512 CPU), and the bf16 row.
+ref=peftc
+[ -s "$LOG/peftc-skx" ] && ref=peftc-skx
+peftc_tps=0 peftc_best=0 bf16_tps=0
+[ -s "$LOG/$ref" ] && read -r _ _ _ peftc_tps _ _ _ _ _ peftc_best < "$LOG/$ref"
+[ -s "$LOG/peftc-bf16" ] && read -r _ _ _ bf16_tps _ < "$LOG/peftc-bf16"
+echo "ratios: peftc fp32 = the $ref row; bf16 = the peftc-bf16 row"
 ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else print "-" }'; }
-row() { printf '| %-42s | %8s | %7s | %12s | %11s | %10s | %12s |\n' "$@"; }
-row case tokens/s ms/step "fastest tok/s" "peak RSS MB" "peftc/case" "(fastest)"
-echo "|--------------------------------------------|---------:|--------:|--------------:|------------:|-----------:|-------------:|"
+row() { printf '| %-42s | %8s | %7s | %12s | %11s | %10s | %12s | %9s |\n' "$@"; }
+row case tokens/s ms/step "fastest tok/s" "peak RSS MB" "peftc/case" "(fastest)" "bf16/case"
+echo "|--------------------------------------------|---------:|--------:|--------------:|------------:|-----------:|-------------:|----------:|"
 describe() {
   case $1 in
     peftc) echo "peftc (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-default})" ;;
@@ -77,11 +83,12 @@ for name in peftc peftc-skx peftc-bf16 torch-installed torch-tuned torch-bf16; d
   [ "$name" = peftc-skx ] && [ ! -e "$LOG/peftc-skx.out" ] && continue
   if [ -s "$LOG/$name" ]; then
     read -r _ _ _ tps _ ms _ rss _ best < "$LOG/$name"
-    row "$(describe "$name")" "$tps" "$ms" "$best" "$rss" "$(ratio "$peftc_tps" "$tps")" "$(ratio "$peftc_best" "$best")"
+    row "$(describe "$name")" "$tps" "$ms" "$best" "$rss" "$(ratio "$peftc_tps" "$tps")" "$(ratio "$peftc_best" "$best")" \
+        "$(ratio "$bf16_tps" "$tps")"
   else
     why="no result"
     grep -q 'PyTorch not installed' "$LOG/$name.out" 2>/dev/null && why="skipped: no torch"
-    row "$(describe "$name")" - - - - - "$why"
+    row "$(describe "$name")" - - - - - "$why" -
   fi
 done
 exit $status

@@ -2,6 +2,7 @@
 #include "base/threads.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -38,6 +39,19 @@ static inline void draw_at(uint32_t w[4], const pc_rng *r, uint64_t pos)
     w[1] = (uint32_t)(pos >> 32);
     w[2] = (uint32_t)r->key[1];
     w[3] = (uint32_t)(r->key[1] >> 32);
+    philox_block(w, (uint32_t)r->key[0], (uint32_t)(r->key[0] >> 32));
+}
+
+/* Uniform draws use all four words of a block: draw c is word c % 4 of block c / 4, in a counter space of
+ * their own (this bit flipped in the counter's top word), so they never reuse the words of other draws. */
+#define UNIFORM_SPACE 0x80000000u
+
+static inline void uniform_block_at(uint32_t w[4], const pc_rng *r, uint64_t block)
+{
+    w[0] = (uint32_t)block;
+    w[1] = (uint32_t)(block >> 32);
+    w[2] = (uint32_t)r->key[1];
+    w[3] = (uint32_t)(r->key[1] >> 32) ^ UNIFORM_SPACE;
     philox_block(w, (uint32_t)r->key[0], (uint32_t)(r->key[0] >> 32));
 }
 
@@ -84,7 +98,9 @@ uint32_t pc_rng_u32(pc_rng *r)
 
 float pc_rng_uniform(pc_rng *r)
 {
-    return word_to_unit(pc_rng_u32(r));
+    uint32_t w[4];
+    uniform_block_at(w, r, r->counter >> 2);
+    return word_to_unit(w[r->counter++ & 3]);
 }
 
 float pc_rng_normal(pc_rng *r)
@@ -94,18 +110,19 @@ float pc_rng_normal(pc_rng *r)
     return words_to_normal(w[0], w[1]);
 }
 
-/* Bulk draws go LANES counters at a time through a lane-wise Philox the compiler vectorises. */
+/* Bulk draws go LANES blocks at a time through a lane-wise Philox the compiler vectorises. */
 #define LANES 16
 
-/* Words 0 and 1 of draws pos .. pos+LANES-1 of stream r. */
-static inline void draw_lanes(uint32_t w0[LANES], uint32_t w1[LANES], const pc_rng *r, uint64_t pos)
+/* Blocks first .. first+LANES-1 of stream r (in the uniform space when `uniform`): words 0..3 of lane l
+ * in w[0..3][l]. */
+static inline void draw_lanes(uint32_t w[4][LANES], const pc_rng *r, uint64_t first, bool uniform)
 {
     uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
     for (int l = 0; l < LANES; l++) {
-        c0[l] = (uint32_t)(pos + (uint64_t)l);
-        c1[l] = (uint32_t)((pos + (uint64_t)l) >> 32);
+        c0[l] = (uint32_t)(first + (uint64_t)l);
+        c1[l] = (uint32_t)((first + (uint64_t)l) >> 32);
         c2[l] = (uint32_t)r->key[1];
-        c3[l] = (uint32_t)(r->key[1] >> 32);
+        c3[l] = (uint32_t)(r->key[1] >> 32) ^ (uniform ? UNIFORM_SPACE : 0);
     }
     uint32_t k0 = (uint32_t)r->key[0], k1 = (uint32_t)(r->key[0] >> 32);
     for (int round = 0; round < 10; round++) {
@@ -122,8 +139,10 @@ static inline void draw_lanes(uint32_t w0[LANES], uint32_t w1[LANES], const pc_r
         k1 += PHILOX_W1;
     }
     for (int l = 0; l < LANES; l++) {
-        w0[l] = c0[l];
-        w1[l] = c1[l];
+        w[0][l] = c0[l];
+        w[1][l] = c1[l];
+        w[2][l] = c2[l];
+        w[3][l] = c3[l];
     }
 }
 
@@ -131,13 +150,18 @@ void pc_rng_fill_uniform(pc_rng *r, float *dst, long n, float lo, float hi)
 {
     const pc_rng s = *r;
     const float width = hi - lo;
-    const long blocks = (n + LANES - 1) / LANES;
+    const uint64_t first = s.counter >> 2;           /* the block of draw 0 */
+    const long skip = (long)(s.counter & 3);         /* its words before draw 0 */
+    const long per_group = 4 * LANES, groups = (skip + n + per_group - 1) / per_group;
     #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long b = 0; b < blocks; b++) {
-        uint32_t w0[LANES], w1[LANES];
-        draw_lanes(w0, w1, &s, s.counter + (uint64_t)(b * LANES));
-        long len = n - b * LANES < LANES ? n - b * LANES : LANES;
-        for (long l = 0; l < len; l++) dst[b * LANES + l] = lo + width * word_to_unit(w0[l]);
+    for (long g = 0; g < groups; g++) {
+        uint32_t w[4][LANES];
+        draw_lanes(w, &s, first + (uint64_t)(g * LANES), true);
+        for (int l = 0; l < LANES; l++)
+            for (int k = 0; k < 4; k++) {
+                long i = g * per_group + 4 * l + k - skip;   /* the draw this word is */
+                if (i >= 0 && i < n) dst[i] = lo + width * word_to_unit(w[k][l]);
+            }
     }
     r->counter += (uint64_t)n;
 }
@@ -148,10 +172,10 @@ void pc_rng_fill_normal(pc_rng *r, float *dst, long n, float mean, float std)
     const long blocks = (n + LANES - 1) / LANES;
     #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long b = 0; b < blocks; b++) {
-        uint32_t w0[LANES], w1[LANES];
-        draw_lanes(w0, w1, &s, s.counter + (uint64_t)(b * LANES));
+        uint32_t w[4][LANES];
+        draw_lanes(w, &s, s.counter + (uint64_t)(b * LANES), false);
         long len = n - b * LANES < LANES ? n - b * LANES : LANES;
-        for (long l = 0; l < len; l++) dst[b * LANES + l] = mean + std * words_to_normal(w0[l], w1[l]);
+        for (long l = 0; l < len; l++) dst[b * LANES + l] = mean + std * words_to_normal(w[0][l], w[1][l]);
     }
     r->counter += (uint64_t)n;
 }

@@ -5,7 +5,9 @@
  * computes it, bulk fills parallelise with bit-identical results for any thread count,
  * and saving r->counter is enough to resume a run exactly.
  *
- * Every draw (scalar or bulk element) consumes exactly one counter value. */
+ * Every draw (scalar or bulk element) consumes exactly one counter value. A normal or integer draw is a
+ * whole Philox block; uniform draws share blocks four to one (draw c: word c % 4 of block c / 4, in a
+ * counter space of their own), since dropout masks draw millions per step. */
 #ifndef PC_BASE_RNG_H
 #define PC_BASE_RNG_H
 
