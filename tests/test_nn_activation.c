@@ -39,6 +39,26 @@ TEST(nn_gelu_matches_double_precision_across_range)
     CHECK_MSG(worst_d < 3e-6, "GELU derivative relative error %.3g", worst_d);
 }
 
+/* SiLU x sigmoid(x) and its derivative against double precision across [-30, 30]. */
+TEST(nn_silu_matches_double_precision_across_range)
+{
+    enum { N = 60001 };
+    static float x[N], y[N], dx[N], ones[N];
+    for (int i = 0; i < N; i++) { x[i] = -30.0f + 0.001f * (float)i; ones[i] = 1.0f; }
+    pc_silu_forward(y, x, N);
+    pc_silu_backward(dx, ones, x, N);
+    double worst_y = 0, worst_d = 0;
+    for (int i = 0; i < N; i++) {
+        double xi = x[i], s = 1.0 / (1.0 + exp(-xi)), d = s * (1.0 + xi * (1.0 - s));
+        double ey = fabs(y[i] - xi * s) / fmax(fabs(xi * s), 1e-30);
+        double ed = fabs(dx[i] - d) / (s + fabs(xi * s * (1.0 - s)) + 1e-30);   /* d crosses 0 near -1.28 */
+        if (ey > worst_y) worst_y = ey;
+        if (ed > worst_d) worst_d = ed;
+    }
+    CHECK_MSG(worst_y < 1e-6, "SiLU forward relative error %.3g", worst_y);
+    CHECK_MSG(worst_d < 1e-6, "SiLU derivative relative error %.3g", worst_d);
+}
+
 TEST(nn_relu_silu_known_values)
 {
     const float x[4] = {1, -2, 3, 0};
