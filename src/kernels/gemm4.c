@@ -281,15 +281,13 @@ __attribute__((target(BF16_TARGET))) static void tile_product(const uint32_t *A,
             }
         }
     }
-    for (int64_t p = 0; p < panels; p++) {
-        for (int64_t g = 0; g < groups; g++) {
-            const float *c = acc + (p * groups + g) * NR * PANEL;
-            for (int64_t j = 0; j < min64(NR, t.cols - g * NR); j++) {
-                for (int64_t r = 0; r < min64(PANEL, M - p * PANEL); r++) {
-                    float *o = out + (p * PANEL + r) * ldo + g * NR + j;
-                    *o = (accumulate ? *o : 0.0f) + c[j * PANEL + r];
-                }
-            }
+    /* out row by out row (contiguous stores; the sums are read across the L1-resident acc) */
+    for (int64_t m = 0; m < M; m++) {
+        const float *c_row = acc + (m / PANEL) * groups * NR * PANEL + m % PANEL;
+        float *o = out + m * ldo;
+        for (int64_t j = 0; j < t.cols; j++) {
+            float v = c_row[(j / NR) * NR * PANEL + (j % NR) * PANEL];
+            o[j] = accumulate ? o[j] + v : v;
         }
     }
 }
