@@ -124,6 +124,12 @@ why_missing() {
   else echo "no result"; fi
 }
 
+# The reference rows: the kernels the `peftc` program itself runs with (on an AVX-512 CPU it restarts with
+# OpenBLAS's SkylakeX core type, README "Architecture").
+lora_ref=peftc-lora qlora_ref=peftc-qlora
+[ -s "$LOG/peftc-lora-skx" ] && lora_ref=peftc-lora-skx
+[ -s "$LOG/peftc-qlora-skx" ] && qlora_ref=peftc-qlora-skx
+
 echo
 echo "== TinyLlama-1.1B shape, LoRA r16 alpha 32 on q/k/v_proj, batch 1 x 256, $STEPS steps, $THREADS threads"
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (at the end)"
@@ -134,7 +140,7 @@ for name in peftc-lora peftc-lora-skx peftc-qlora peftc-qlora-skx torch-fp32 tor
   if [ -s "$LOG/$name" ]; then
     row "$(describe "$name")" "$(field "$name" tokens/s)" "$(field "$name" s/step)" \
         "$(field "$name" fastest_step_tokens/s)" "$(field "$name" peak_rss_MB)" "$(cat "$LOG/$name.load")" \
-        "$(cat "$LOG/$name.others")" "$(ratio peftc-lora "$name")" "$(ratio peftc-qlora "$name")"
+        "$(cat "$LOG/$name.others")" "$(ratio "$lora_ref" "$name")" "$(ratio "$qlora_ref" "$name")"
   else
     row "$(describe "$name")" - - - - - - - "$(why_missing "$name")"
   fi
@@ -157,7 +163,8 @@ done
 
 # The targets of issues 4 and 6, checked against this run (benchmarks, never tests).
 echo
-q_rss=$(field peftc-qlora peak_rss_MB) q_tps=$(field peftc-qlora tokens/s) l_tps=$(field peftc-lora tokens/s)
+echo "references: LoRA = the $lora_ref row, QLoRA = the $qlora_ref row"
+q_rss=$(field "$qlora_ref" peak_rss_MB) q_tps=$(field "$qlora_ref" tokens/s) l_tps=$(field "$lora_ref" tokens/s)
 # check LABEL X Y le|ge: whether X <= Y (or >= Y); "not measured" when either figure is missing.
 check() { awk -v label="$1" -v x="${2:-0}" -v y="${3:-0}" -v op="$4" 'BEGIN {
   verdict = (x <= 0 || y <= 0) ? "not measured" : ((op == "le" ? x <= y : x >= y) ? "met" : "NOT met")

@@ -4,6 +4,7 @@
  * must load through the library (adapter, optimizer state, training state, trainer_state.json) and
  * belong to step N, and the next run must continue from the newest one at step N + 1. */
 #include "testlib.h"
+#include "test_world.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -24,39 +25,10 @@
 
 #define KILLS 16
 
-static const char *const words[] = {"good", "great", "fine", "fun", "bad", "awful", "dull", "poor", "film", "movie",
-                                    "a", "the", "very", "not"};
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    CHECK_MSG(f != NULL, "cannot write %s", path);
-    if (f) { fputs(text, f); fclose(f); }
-}
-
 static void make_world(const char *dir)
 {
-    char path[600];
-    pc_error err = {0};
-    snprintf(path, sizeof path, "%s/model", dir);
-    CHECK(pc_mkdirs(path, &err) == PEFTC_OK);
-    char *labels[2] = {"NEGATIVE", "POSITIVE"};
-    pc_distilbert_config c = { .dim = 16, .n_layers = 2, .n_heads = 2, .hidden_dim = 32, .vocab_size = 19,
-                               .max_position_embeddings = 32, .dropout = 0.1f, .attention_dropout = 0.1f,
-                               .seq_classif_dropout = 0.2f, .num_labels = 2, .id2label = labels };
-    CHECK(pc_distilbert_write_random(path, &c, 5, &err) == PEFTC_OK);
-    char vocab[512] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
-    for (int i = 0; i < 14; i++) { strcat(vocab, words[i]); strcat(vocab, "\n"); }
-    snprintf(path, sizeof path, "%s/model/vocab.txt", dir);
-    write_text(path, vocab);
-    char data[4096] = "";
-    for (int i = 0; i < 24; i++) {
-        char line[128];
-        snprintf(line, sizeof line, "{\"text\": \"a %s %s\", \"label\": %d}\n", words[i % 8], words[8 + i % 2], i % 8 < 4);
-        strcat(data, line);
-    }
-    snprintf(path, sizeof path, "%s/train.jsonl", dir);
-    write_text(path, data);
+    const pc_distilbert_config sizes = { .dim = 16, .n_layers = 2, .n_heads = 2, .hidden_dim = 32, .max_position_embeddings = 32 };
+    pc_test_make_world(dir, &sizes, 5, 24);
 }
 
 /* Starts `peftc train` with its output in log; returns the child's pid. */
@@ -208,7 +180,7 @@ TEST(resume_picks_the_newest_complete_checkpoint)
         CHECK(pc_mkdirs(path, &err) == PEFTC_OK);
         for (int f = 0; f < 5; f++) {
             snprintf(path, sizeof path, "%s/checkpoint-%d/%s", dir, k, files[f]);
-            if (k == 2 || f < 4) write_text(path, "x");   /* checkpoint-4 lacks trainer_state.json */
+            if (k == 2 || f < 4) pc_test_write_text(path, "x");   /* checkpoint-4 lacks trainer_state.json */
         }
     }
     snprintf(path, sizeof path, "%s/.checkpoint-6.tmp-1", dir);   /* a killed save */

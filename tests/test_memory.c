@@ -2,6 +2,7 @@
  * ~75 MB DistilBERT built here, whose weights dominate; the refusal when the estimate exceeds the
  * allowed memory (forced with --max_memory_mb); --dry_run reports and writes nothing. */
 #include "testlib.h"
+#include "test_world.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -15,40 +16,11 @@
 /* The estimate may be this far (relative) from the measured peak resident size. */
 #define TOLERANCE 0.15
 
-static const char *const words[] = {"good", "great", "fine", "fun", "bad", "awful", "dull", "poor", "film", "movie",
-                                    "a", "the", "very", "not"};
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    CHECK_MSG(f != NULL, "cannot write %s", path);
-    if (f) { fputs(text, f); fclose(f); }
-}
-
 /* 6 layers of dim 512 / FFN 2048: 19M parameters, 76 MB of float32 weights; a 19-word vocabulary. */
 static void make_world(const char *dir)
 {
-    char path[600];
-    pc_error err = {0};
-    snprintf(path, sizeof path, "%s/model", dir);
-    CHECK(pc_mkdirs(path, &err) == PEFTC_OK);
-    char *labels[2] = {"NEGATIVE", "POSITIVE"};
-    pc_distilbert_config c = { .dim = 512, .n_layers = 6, .n_heads = 8, .hidden_dim = 2048, .vocab_size = 19,
-                               .max_position_embeddings = 64, .dropout = 0.1f, .attention_dropout = 0.1f,
-                               .seq_classif_dropout = 0.2f, .num_labels = 2, .id2label = labels };
-    CHECK_MSG(pc_distilbert_write_random(path, &c, 3, &err) == PEFTC_OK, "%s", err.msg);
-    char vocab[512] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
-    for (int i = 0; i < 14; i++) { strcat(vocab, words[i]); strcat(vocab, "\n"); }
-    snprintf(path, sizeof path, "%s/model/vocab.txt", dir);
-    write_text(path, vocab);
-    char data[4096] = "";
-    for (int i = 0; i < 16; i++) {
-        char line[128];
-        snprintf(line, sizeof line, "{\"text\": \"a %s %s\", \"label\": %d}\n", words[i % 8], words[8 + i % 2], i % 8 < 4);
-        strcat(data, line);
-    }
-    snprintf(path, sizeof path, "%s/train.jsonl", dir);
-    write_text(path, data);
+    const pc_distilbert_config sizes = { .dim = 512, .n_layers = 6, .n_heads = 8, .hidden_dim = 2048, .max_position_embeddings = 64 };
+    pc_test_make_world(dir, &sizes, 3, 16);
 }
 
 /* Runs `peftc train` on the world with extra arguments (NULL-terminated, at most 6), output in log;

@@ -2,6 +2,7 @@
  * checkpoint ends with the same adapter bytes and the same logged losses as an uninterrupted run
  * (dropout on, shuffled data, gradient accumulation). */
 #include "testlib.h"
+#include "test_world.h"
 
 #include <stdlib.h>
 
@@ -9,38 +10,10 @@
 #include "models/distilbert.h"
 #include "train/trainer.h"
 
-static const char *const words[] = {"good", "great", "fine", "fun", "bad", "awful", "dull", "poor", "film", "movie",
-                                    "a", "the", "very", "not"};
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f) { fputs(text, f); fclose(f); }
-}
-
 static void make_world(const char *dir)
 {
-    char path[600];
-    pc_error err = {0};
-    snprintf(path, sizeof path, "%s/model", dir);
-    CHECK(pc_mkdirs(path, &err) == PEFTC_OK);
-    char *labels[2] = {"NEGATIVE", "POSITIVE"};
-    pc_distilbert_config c = { .dim = 16, .n_layers = 2, .n_heads = 2, .hidden_dim = 32, .vocab_size = 19,
-                               .max_position_embeddings = 32, .dropout = 0.1f, .attention_dropout = 0.1f,
-                               .seq_classif_dropout = 0.2f, .num_labels = 2, .id2label = labels };
-    CHECK(pc_distilbert_write_random(path, &c, 11, &err) == PEFTC_OK);
-    char vocab[512] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
-    for (int i = 0; i < 14; i++) { strcat(vocab, words[i]); strcat(vocab, "\n"); }
-    snprintf(path, sizeof path, "%s/model/vocab.txt", dir);
-    write_text(path, vocab);
-    char data[4096] = "";
-    for (int i = 0; i < 30; i++) {
-        char line[128];
-        snprintf(line, sizeof line, "{\"text\": \"a %s %s\", \"label\": %d}\n", words[i % 8], words[8 + i % 2], i % 8 < 4);
-        strcat(data, line);
-    }
-    snprintf(path, sizeof path, "%s/train.jsonl", dir);
-    write_text(path, data);
+    const pc_distilbert_config sizes = { .dim = 16, .n_layers = 2, .n_heads = 2, .hidden_dim = 32, .max_position_embeddings = 32 };
+    pc_test_make_world(dir, &sizes, 11, 30);
 }
 
 static void set(pc_config *c, const char *k, const char *v)
