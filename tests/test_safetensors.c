@@ -168,6 +168,21 @@ TEST(st_reads_hand_built_file_with_unaligned_data)
     pc_st_close(st);
 }
 
+/* A header with no tensors is a valid (empty) file; it once did NULL + 0 pointer arithmetic (clang's UBSan, found
+ * by fuzz_safetensors; tests/fuzz/regressions/safetensors/). */
+TEST(st_opens_a_file_without_tensors)
+{
+    char path[512];
+    pc_error err = {0};
+    pc_safetensors *st = NULL;
+    tmp_path(path, sizeof path, "no_tensors.safetensors");
+    write_bytes(path, "\x02\0\0\0\0\0\0\0{}", 10);
+    CHECK_MSG(pc_st_open(path, &st, &err) == PEFTC_OK, "%s", err.msg);
+    CHECK_INT_EQ(pc_st_count(st), 0);
+    CHECK(pc_st_find(st, "x") == NULL);
+    pc_st_close(st);
+}
+
 TEST(st_rejects_short_file_and_bad_header_length)
 {
     char path[512];

@@ -272,7 +272,9 @@ static pc_status add_header_entries(pc_safetensors *st, const st_file *f, cJSON 
         if (!t->name) return pc_fail(err, PEFTC_ERR_NOMEM, "%s: cannot allocate a tensor name", f->path);
         st->ntensors++;
     }
-    PC_TRY(check_tiling(f->path, st->tensors + first, st->ntensors - first, data, data_size, err));
+    /* a header with no tensors ("{}") may leave st->tensors NULL: no pointer arithmetic on it */
+    pc_st_tensor *added = st->ntensors > first ? st->tensors + first : NULL;
+    PC_TRY(check_tiling(f->path, added, st->ntensors - first, data, data_size, err));
     if (meta && !st->metadata) st->metadata = cJSON_DetachItemViaPointer(root, meta);
     return PEFTC_OK;
 }
