@@ -343,3 +343,32 @@ TEST(cli_train_profile_prints_phases_and_ops)
     }
     CHECK_MSG(op_sum <= phases + 0.01, "ops %g ms > phases %g ms", op_sum, phases);
 }
+
+/* The program restarts once with OpenBLAS's SkylakeX (AVX-512) kernels when the CPU has what they use and the
+ * environment pins others; PEFTC_OPENBLAS_CORETYPE=keep keeps the environment's choice; without AVX-512 the
+ * environment's choice stands. Read off --profile's "products:" line (OpenBLAS's own core name). */
+TEST(cli_restarts_with_openblas_avx512_kernels)
+{
+    char dir[512], args[2048], out[16384];
+    make_world_dir(dir, sizeof dir, "cli_coretype", 1);
+    snprintf(args, sizeof args, "train --model_name_or_path %s/model --train_file %s/train.jsonl --output_dir %s/out "
+             "--target_modules q_lin --max_steps 1 --save_strategy no --id2label NEGATIVE,POSITIVE --profile", dir,
+             dir, dir);
+    __builtin_cpu_init();
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    const char *saved = getenv("OPENBLAS_CORETYPE");
+    char saved_copy[64] = "";
+    if (saved) snprintf(saved_copy, sizeof saved_copy, "%s", saved);
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    int rc = run_peftc(args, out, sizeof out);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
+    CHECK_CONTAINS(out, avx512 ? "core SkylakeX;" : "core Haswell;");
+    setenv("PEFTC_OPENBLAS_CORETYPE", "keep", 1);
+    rc = run_peftc(args, out, sizeof out);
+    CHECK_MSG(rc == 0, "exit %d: %s", rc, out);
+    CHECK_CONTAINS(out, "core Haswell;");
+    unsetenv("PEFTC_OPENBLAS_CORETYPE");
+    if (saved) setenv("OPENBLAS_CORETYPE", saved_copy, 1);
+    else unsetenv("OPENBLAS_CORETYPE");
+}
