@@ -67,10 +67,10 @@ void pc_lora_free(pc_lora *l)
     memset(l, 0, sizeof *l);
 }
 
-/* The factor a dropout mask entry stands for: 1/(1-p) kept, 0 dropped (as nn.Dropout scales). */
-static inline float keep_factor(const pc_lora *l, uint8_t keep)
+/* What a kept input is multiplied by, as nn.Dropout scales: 1/(1-p) (a dropped one by 0). */
+static inline float keep_scale(const pc_lora *l)
 {
-    return keep ? 1.0f / (1.0f - l->dropout) : 0.0f;
+    return 1.0f / (1.0f - l->dropout);
 }
 
 /* The LoRA branch input: x itself, or x_d = x * mask when dropout is active in training (a fresh mask;
@@ -79,11 +79,14 @@ static const float *branch_input(pc_lora *l, const float *x, int rows, bool trai
 {
     if (!training || l->dropout <= 0) return x;
     long n = (long)rows * l->in;
-    pc_rng_fill_uniform(rng, l->xd, n, 0.0f, 1.0f);
+    const float p = l->dropout, scale = keep_scale(l);
+    uint8_t *keep = l->keep;
+    float *xd = l->xd;
+    pc_rng_fill_uniform(rng, xd, n, 0.0f, 1.0f);
     #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
-        l->keep[i] = !(l->xd[i] < l->dropout);
-        l->xd[i] = x[i] * keep_factor(l, l->keep[i]);
+        keep[i] = !(xd[i] < p);
+        xd[i] = x[i] * (keep[i] ? scale : 0.0f);
     }
     return l->xd;
 }
@@ -92,8 +95,11 @@ static const float *branch_input(pc_lora *l, const float *x, int rows, bool trai
 static const float *rebuild_branch_input(pc_lora *l, const float *x, int rows)
 {
     long n = (long)rows * l->in;
+    const float scale = keep_scale(l);
+    const uint8_t *keep = l->keep;
+    float *xd = l->xd;
     #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) l->xd[i] = x[i] * keep_factor(l, l->keep[i]);
+    for (long i = 0; i < n; i++) xd[i] = x[i] * (keep[i] ? scale : 0.0f);
     return l->xd;
 }
 
@@ -115,8 +121,10 @@ void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool traini
 void pc_lora_apply_mask(const pc_lora *l, float *dx, const float *g, int rows)
 {
     long n = (long)rows * l->in;
+    const float scale = keep_scale(l);
+    const uint8_t *keep = l->keep;
     #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) dx[i] += g[i] * keep_factor(l, l->keep[i]);
+    for (long i = 0; i < n; i++) dx[i] += g[i] * (keep[i] ? scale : 0.0f);
 }
 
 void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, int rows)
