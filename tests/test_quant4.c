@@ -467,6 +467,8 @@ static const gemm_shape shapes[] = {
     {200, 64, 17, PC_Q4_FP4, true},
     {1, 64, 1, PC_Q4_NF4, false},
     {72, 257, 40, PC_Q4_NF4, false},
+    {66, 192, 19, PC_Q4_NF4, true},  /* whole blocks per row: nibbles straight to bf16 (forward and dx) */
+    {33, 128, 50, PC_Q4_FP4, false}, /* the same with an odd row count (dx's last pair half empty) */
 };
 enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 

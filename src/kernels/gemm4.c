@@ -292,11 +292,73 @@ __attribute__((target(BF16_TARGET))) static void tile_product(const uint32_t *A,
     }
 }
 
+/* ---- nibbles straight to bf16: when every 64-element block lies whole inside what a tile reads, each block's
+ * 16 possible values are rounded to bf16 once, into a 16-entry table, and the nibbles index it (VPERMD). Same
+ * roundings as dequantizing to fp32 (table[code] * scale, subnormals flushed) and then rounding to bf16. ---- */
+
+/* Block b's 16 values as bf16, one per 32-bit lane (low half). */
+__attribute__((target(BF16_TARGET))) static __m512i block_bf16_table(const pc_q4_weight *w, __m512 codes, int64_t b)
+{
+    __m512 v = _mm512_mul_ps(codes, _mm512_set1_ps(pc_q4_block_scale(w, b)));
+    return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v));
+}
+
+/* The 16 codes of the elements i..i+15 (i even), in element order, in the low 4 bits of each lane (the lanes'
+ * higher bits are left over: VPERMD reads only the low 4). Element 2j is the high nibble of byte j. */
+__attribute__((target(BF16_TARGET))) static __m512i codes_of_16(const uint8_t *packed, int64_t i)
+{
+    const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    __m128i bytes = _mm_loadl_epi64((const __m128i *)(packed + i / 2));
+    return _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes)), shifts);
+}
+
+/* Forward, K % 64 == 0: the row starting at element `start` as K / 2 bf16 pairs (k, k+1). 16 bytes hold 16
+ * pairs: the high nibble is the pair's first (low) half. */
+__attribute__((target(BF16_TARGET))) static void row_pairs_direct(const pc_q4_weight *w, int64_t start, __m512 codes,
+                                                                  uint32_t *dst)
+{
+    for (int64_t e = 0; e < w->cols; e += PC_Q4_BLOCK) {
+        __m512i table = block_bf16_table(w, codes, (start + e) / PC_Q4_BLOCK);
+        for (int64_t c = 0; c < PC_Q4_BLOCK; c += 32) {
+            __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w->packed + (start + e + c) / 2)));
+            __m512i first = _mm512_permutexvar_epi32(_mm512_srli_epi32(bytes, 4), table);
+            __m512i second = _mm512_permutexvar_epi32(bytes, table);
+            _mm512_storeu_si512(dst + (e + c) / 2, _mm512_or_si512(first, _mm512_slli_epi32(second, 16)));
+        }
+    }
+}
+
+/* dx, columns t0..t0+tn inside one block of every row (K % 64 == 0, t0 % 64 == 0, tn % 16 == 0): row pair p
+ * as tn words (bf16 of row 2p, of row 2p+1). */
+__attribute__((target(BF16_TARGET))) static void column_pairs_direct(const pc_q4_weight *w, int64_t p, int64_t t0,
+                                                                     int64_t tn, __m512 codes, uint32_t *dst)
+{
+    int64_t K = w->cols, lo = 2 * p * K + t0, hi = lo + K;
+    bool has_hi = 2 * p + 1 < w->rows;
+    __m512i table_lo = block_bf16_table(w, codes, lo / PC_Q4_BLOCK);
+    __m512i table_hi = has_hi ? block_bf16_table(w, codes, hi / PC_Q4_BLOCK) : _mm512_setzero_si512();
+    for (int64_t j = 0; j < tn; j += 16) {
+        __m512i a = _mm512_permutexvar_epi32(codes_of_16(w->packed, lo + j), table_lo);
+        __m512i b = has_hi ? _mm512_permutexvar_epi32(codes_of_16(w->packed, hi + j), table_hi) : _mm512_setzero_si512();
+        _mm512_storeu_si512(dst + j, _mm512_or_si512(a, _mm512_slli_epi32(b, 16)));
+    }
+}
+
 /* Packs the W tile (forward: rows t0..t0+tn as bf16 rows; dx: columns t0..t0+tn as row pairs). */
 __attribute__((target(BF16_TARGET))) static packed_tile pack_w_tile(const pc_q4_weight *w, direction dir,
                                                                     int64_t t0, int64_t tn, uint32_t *Wp, float *row)
 {
     int64_t K = w->cols, N = w->rows;
+    const __m512 codes = _mm512_loadu_ps(pc_q4_code_table(w->type));
+    bool whole_blocks = K % PC_Q4_BLOCK == 0;
+    if (dir == FORWARD && whole_blocks) {
+        for (int64_t r = 0; r < tn; r++) row_pairs_direct(w, (t0 + r) * K, codes, Wp + r * (K / 2));
+        return (packed_tile){Wp, K / 2, 1, tn};
+    }
+    if (dir == INPUT_GRAD && whole_blocks && t0 % PC_Q4_BLOCK == 0 && tn % 16 == 0) {
+        for (int64_t p = 0; p < pairs_of(N); p++) column_pairs_direct(w, p, t0, tn, codes, Wp + p * tn);
+        return (packed_tile){Wp, 1, tn, tn};
+    }
     if (dir == FORWARD) {
         int64_t steps = pairs_of(K);
         for (int64_t r = 0; r < tn; r++) {
