@@ -66,4 +66,6 @@ static void check_equal_gradients(const char *fixture)
 
 TEST(checkpointing_distilbert_gradients_bitwise_equal) { check_equal_gradients("distilbert_tiny/all"); }
 TEST(checkpointing_llama_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_gqa"); }
+/* every Linear trained, down_proj included: the recomputed blocks run to their end */
+TEST(checkpointing_llama_all_linears_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_tied_bias"); }
 TEST(checkpointing_gpt2_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/gpt2"); }

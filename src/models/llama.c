@@ -279,7 +279,13 @@ static void gated_silu(float *a, const float *g, const float *u, long n)
 
 static float attn_scale(const pc_llama_config *c) { return 1.0f / sqrtf((float)c->head_dim); }
 
-static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng)
+static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
+
+/* recompute: the block runs again for its backward (gradient checkpointing). It then stops after gate/up when
+ * down_proj has nothing to train: the block's output is stored already (the next block's input), and down's
+ * input gradient needs only dL/dout, not down's input. */
+static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng,
+                          bool recompute)
 {
     const pc_llama_config *c = &l->cfg;
     layer_acts *a = &L->a;
@@ -298,6 +304,7 @@ static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_bat
     pc_rmsnorm_forward(a->n2, a->rstd2, a->h, L->post_norm.w, N, H, c->rms_norm_eps);
     pc_linear_forward(&L->gate, a->g, a->n2, N, training, rng);
     pc_linear_forward(&L->up, a->u, a->n2, N, training, rng);
+    if (recompute && !linear_trainable(&L->down)) return;
     gated_silu(a->a, a->g, a->u, NI);
     pc_linear_forward(&L->down, a->out, a->a, N, training, rng);
     pc_vec_add(a->out, a->h, (long)N * H);
@@ -316,7 +323,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     l->training = training;
     for (int i = 0; i < c->n_layers; i++) {
         l->layer_rng[i] = *rng;  /* to replay the block's LoRA-dropout draws when recomputing it */
-        layer_forward(l, &l->layers[i], x, b, training, rng);
+        layer_forward(l, &l->layers[i], x, b, training, rng, false);
         x = l->layers[i].a.out;
     }
     pc_rmsnorm_forward(l->xf, l->rstd_f, x, l->final_norm.w, N, c->hidden, c->rms_norm_eps);
@@ -327,8 +334,6 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
 }
 
 /* ---------- backward ---------- */
-
-static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
 
 static bool layer_trainable(const llama_layer *L)
 {
@@ -392,7 +397,7 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
         const float *x = i > 0 ? l->layers[i - 1].a.out : l->x0;
         if (m->gradient_checkpointing && i < c->n_layers - 1) {  /* the top block's activations are current */
             pc_rng replay = l->layer_rng[i];
-            layer_forward(l, &l->layers[i], x, b, l->training, &replay);
+            layer_forward(l, &l->layers[i], x, b, l->training, &replay, true);
         }
         layer_backward(l, &l->layers[i], x, b, i > lowest);
     }
