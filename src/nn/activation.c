@@ -1,6 +1,7 @@
 #include "nn/activation.h"
 #include "base/profile.h"
 #include "base/threads.h"
+#include "nn/exp.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -9,22 +10,6 @@
 #define INV_SQRT_2PI 0.39894228040143267794f
 #define SQRT_2_OVER_PI 0.79788456080286535588f
 #define GELU_TANH_C 0.044715f
-
-/* exp(x) for x <= 0 in float, without libm calls (the loops below then vectorise): x = n ln2 + r, |r| <= ln2/2,
- * exp(r) by its degree-6 Taylor polynomial (truncation < 3e-8 relative), 2^n put in the exponent bits; n is
- * rounded by adding and subtracting 1.5 * 2^23. Below -80 (exp(-80) = 1.8e-35) it returns 0, so results
- * and the products made with them stay clear of subnormals, which cost ~100x on x86. */
-static inline float exp_nonpositive(float x)
-{
-    const float round_magic = 12582912.0f;
-    float xc = x < -80.0f ? -80.0f : x;
-    float n = (xc * 1.44269504088896341f + round_magic) - round_magic;
-    float r = xc - n * 0.693145751953125f - n * 1.42860682030941723e-6f;   /* ln2 in two parts */
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-    union { uint32_t u; float f; } scale = { .u = (uint32_t)((int32_t)n + 127) << 23 };
-    float e = p * scale.f;
-    return x < -80.0f ? 0.0f : e;
-}
 
 /* Phi(x), the standard normal CDF, to ~1e-6 relative in both tails: with z = |x| / sqrt 2,
  * erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2) (Chebyshev fit of Numerical Recipes' erfcc, fractional
@@ -35,7 +20,7 @@ static inline float normal_cdf(float x)
     float t = 1.0f / (1.0f + 0.5f * z);
     float poly = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
                  t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
-    float half_erfc = 0.5f * t * exp_nonpositive(poly - z * z), upper = 1.0f - half_erfc;
+    float half_erfc = 0.5f * t * pc_exp_nonpositive(poly - z * z), upper = 1.0f - half_erfc;
     return x < 0 ? half_erfc : upper;   /* both sides computed: a select the loops can vectorise */
 }
 
@@ -53,7 +38,7 @@ void pc_gelu_backward(float *dx, const float *dy, const float *x, long n)
     pc_op_begin(PC_OP_ACTIVATION);
     #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
-        float pdf = INV_SQRT_2PI * exp_nonpositive(-0.5f * x[i] * x[i]);
+        float pdf = INV_SQRT_2PI * pc_exp_nonpositive(-0.5f * x[i] * x[i]);
         dx[i] = dy[i] * (normal_cdf(x[i]) + x[i] * pdf);
     }
     pc_op_end();
@@ -103,7 +88,7 @@ void pc_relu_backward(float *dx, const float *dy, const float *y, long n)
 /* 1 / (1 + exp(-x)) from exp of -|x| only (no overflow, vectorises): E / (1 + E) below 0, 1 / (1 + E) above. */
 static inline float sigmoid(float x)
 {
-    float e = exp_nonpositive(-__builtin_fabsf(x)), below = e / (1.0f + e), above = 1.0f / (1.0f + e);
+    float e = pc_exp_nonpositive(-__builtin_fabsf(x)), below = e / (1.0f + e), above = 1.0f / (1.0f + e);
     return x < 0 ? below : above;
 }
 

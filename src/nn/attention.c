@@ -4,6 +4,7 @@
 #include "base/profile.h"
 #include "base/threads.h"
 #include "kernels/gemm.h"
+#include "nn/exp.h"
 
 #include <float.h>
 #include <math.h>
@@ -62,14 +63,9 @@ static void softmax_row(float *row, int n)
     float max = -FLT_MAX;
     for (int j = 0; j < n; j++)
         if (row[j] > max) max = row[j];
+    for (int j = 0; j < n; j++) row[j] = pc_exp_nonpositive(row[j] - max);   /* masked keys (-FLT_MAX) give 0 */
     double sum = 0.0;
-    for (int j = 0; j < n; j++) {
-        /* expf is exactly 0 below -104 (under half the smallest subnormal); masked keys (-FLT_MAX)
-         * land there, and skipping expf's slow underflow path for them changes no bit. */
-        float d = row[j] - max;
-        row[j] = d < -104.0f ? 0.0f : expf(d);
-        sum += row[j];
-    }
+    for (int j = 0; j < n; j++) sum += row[j];
     const float inv = (float)(1.0 / sum);
     for (int j = 0; j < n; j++) row[j] *= inv;
 }

@@ -11,6 +11,7 @@
 #include "nn/attention_internal.h"
 
 #include "kernels/gemm.h"
+#include "nn/exp.h"
 
 #include <math.h>
 #include <string.h>
@@ -48,15 +49,16 @@ static void online_softmax_step(float *s, float *m, float *l, float *out, int ld
 {
     for (int r = 0; r < nq; r++) {
         float *row = s + r * BK, tile_max = -INFINITY;
-        for (int c = 0; c < nk; c++) tile_max = fmaxf(tile_max, row[c]);
+        for (int c = 0; c < nk; c++) tile_max = row[c] > tile_max ? row[c] : tile_max;
         const float m_new = fmaxf(m[r], tile_max);
         if (m_new == -INFINITY) {  /* no unmasked key yet */
             memset(row, 0, sizeof(float) * (size_t)nk);
             continue;
         }
+        for (int c = 0; c < nk; c++) row[c] = pc_exp_nonpositive(row[c] - m_new);   /* masked (-inf): 0 */
         float sum = 0.0f;
-        for (int c = 0; c < nk; c++) sum += row[c] = expf(row[c] - m_new);
-        const float rescale = expf(m[r] - m_new);  /* 0 when m was -inf */
+        for (int c = 0; c < nk; c++) sum += row[c];
+        const float rescale = pc_exp_nonpositive(m[r] - m_new);  /* 0 when m was -inf */
         if (rescale != 1.0f) {
             float *o = out + (size_t)r * ldo;
             for (int d = 0; d < hd; d++) o[d] *= rescale;
@@ -138,7 +140,11 @@ static void probs_from_lse(float *s, const float *lse, int q0, int nq, int nk)
     for (int r = 0; r < nq; r++) {
         float *row = s + r * BK;
         const float L = lse[q0 + r];
-        for (int c = 0; c < nk; c++) row[c] = isinf(L) ? 0.0f : expf(row[c] - L);
+        if (isinf(L)) {
+            memset(row, 0, sizeof(float) * (size_t)nk);
+            continue;
+        }
+        for (int c = 0; c < nk; c++) row[c] = pc_exp_nonpositive(row[c] - L);   /* s <= max <= L */
     }
 }
 
