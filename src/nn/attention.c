@@ -5,6 +5,7 @@
 #include "base/threads.h"
 #include "kernels/gemm.h"
 #include "nn/exp.h"
+#include "nn/row_sums.h"
 
 #include <float.h>
 #include <math.h>
@@ -64,9 +65,7 @@ static void softmax_row(float *row, int n)
     for (int j = 0; j < n; j++)
         if (row[j] > max) max = row[j];
     for (int j = 0; j < n; j++) row[j] = pc_exp_nonpositive(row[j] - max);   /* masked keys (-FLT_MAX) give 0 */
-    double sum = 0.0;
-    for (int j = 0; j < n; j++) sum += row[j];
-    const float inv = (float)(1.0 / sum);
+    const float inv = (float)(1.0 / pc_row_sum(row, n));
     for (int j = 0; j < n; j++) row[j] *= inv;
 }
 

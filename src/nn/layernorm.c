@@ -1,6 +1,7 @@
 #include "nn/layernorm.h"
 #include "base/profile.h"
 #include "base/threads.h"
+#include "nn/row_sums.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -13,11 +14,8 @@ void pc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, co
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *yr = y + (size_t)r * dim;
-        double sum = 0.0;
-        for (int j = 0; j < dim; j++) sum += xr[j];
-        double m = sum / dim;
-        double sq = 0.0;
-        for (int j = 0; j < dim; j++) sq += (xr[j] - m) * (xr[j] - m);
+        double m = pc_row_sum(xr, dim) / dim;
+        double sq = pc_row_sum_sq_dev(xr, dim, m);
         float rs = (float)(1.0 / sqrt(sq / dim + (double)eps));
         float mf = (float)m;
         for (int j = 0; j < dim; j++) yr[j] = (xr[j] - mf) * rs * gamma[j] + beta[j];
@@ -25,6 +23,13 @@ void pc_layernorm_forward(float *y, float *mean, float *rstd, const float *x, co
         rstd[r] = rs;
     }
     pc_op_end();
+}
+
+/* sum_g += g, sum_gx += g * xhat for one element */
+static inline void add_g(double *sum_g, double *sum_gx, float g, float x, float mean, float rstd)
+{
+    *sum_g += g;
+    *sum_gx += (double)g * ((x - mean) * rstd);
 }
 
 /* With xhat = (x - mean) * rstd and g = dy * gamma (per row):
@@ -37,13 +42,13 @@ static void layernorm_backward_input(float *dx, const float *dy, const float *x,
         const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
         float *dxr = dx + (size_t)r * dim;
         const float m = mean[r], rs = rstd[r];
-        double sum_g = 0.0, sum_gx = 0.0;
-        for (int j = 0; j < dim; j++) {
-            float g = dyr[j] * gamma[j];
-            sum_g += g;
-            sum_gx += (double)g * ((xr[j] - m) * rs);
-        }
-        const float mean_g = (float)(sum_g / dim), mean_gx = (float)(sum_gx / dim);
+        double sum_g[PC_SUM_CHAINS] = { 0 }, sum_gx[PC_SUM_CHAINS] = { 0 };   /* chains as in row_sums.h */
+        int j = 0;
+        for (; j + PC_SUM_CHAINS <= dim; j += PC_SUM_CHAINS)
+            for (int u = 0; u < PC_SUM_CHAINS; u++)
+                add_g(&sum_g[u], &sum_gx[u], dyr[j + u] * gamma[j + u], xr[j + u], m, rs);
+        for (int u = 0; j < dim; j++, u++) add_g(&sum_g[u], &sum_gx[u], dyr[j] * gamma[j], xr[j], m, rs);
+        const float mean_g = (float)(pc_chains_total(sum_g) / dim), mean_gx = (float)(pc_chains_total(sum_gx) / dim);
         for (int j = 0; j < dim; j++) {
             float xhat = (xr[j] - m) * rs;
             dxr[j] = rs * (dyr[j] * gamma[j] - mean_g - xhat * mean_gx);

@@ -1,6 +1,8 @@
 #include "nn/loss.h"
 #include "base/profile.h"
 #include "base/threads.h"
+#include "nn/exp.h"
+#include "nn/row_sums.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -11,11 +13,8 @@ static double softmax_row_loss(float *p, const float *x, int32_t label, int C)
 {
     float max = x[0];
     for (int c = 1; c < C; c++) if (x[c] > max) max = x[c];
-    double sum = 0.0;
-    for (int c = 0; c < C; c++) {
-        p[c] = expf(x[c] - max);
-        sum += p[c];
-    }
+    for (int c = 0; c < C; c++) p[c] = pc_exp_nonpositive(x[c] - max);
+    double sum = pc_row_sum(p, C);
     const float inv = (float)(1.0 / sum);
     for (int c = 0; c < C; c++) p[c] *= inv;
     return label == PC_IGNORE_INDEX ? 0.0 : log(sum) - ((double)x[label] - max);

@@ -1,6 +1,7 @@
 #include "nn/rmsnorm.h"
 #include "base/profile.h"
 #include "base/threads.h"
+#include "nn/row_sums.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -12,8 +13,7 @@ void pc_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, i
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * dim;
         float *yr = y + (size_t)r * dim;
-        double sq = 0.0;
-        for (int j = 0; j < dim; j++) sq += (double)xr[j] * xr[j];
+        double sq = pc_row_sum_sq_dev(xr, dim, 0.0);
         const float rs = (float)(1.0 / sqrt(sq / dim + (double)eps));
         for (int j = 0; j < dim; j++) yr[j] = w[j] * (xr[j] * rs);
         rstd[r] = rs;
@@ -31,8 +31,7 @@ static void rmsnorm_backward_input(float *dx, const float *dy, const float *x, c
         const float *xr = x + (size_t)r * dim, *dyr = dy + (size_t)r * dim;
         float *dxr = dx + (size_t)r * dim;
         const double rs = rstd[r];
-        double dot = 0.0;
-        for (int j = 0; j < dim; j++) dot += (double)dyr[j] * w[j] * xr[j];
+        double dot = pc_row_dot3(dyr, w, xr, dim);
         const float c = (float)(dot * rs * rs * rs / dim);
         const float rf = (float)rs;
         for (int j = 0; j < dim; j++) dxr[j] = rf * w[j] * dyr[j] - xr[j] * c;
