@@ -125,6 +125,7 @@ static inline void draw_lanes(uint32_t w[4][LANES], const pc_rng *r, uint64_t fi
         c3[l] = (uint32_t)(r->key[1] >> 32) ^ (uniform ? UNIFORM_SPACE : 0);
     }
     uint32_t k0 = (uint32_t)r->key[0], k1 = (uint32_t)(r->key[0] >> 32);
+#pragma GCC unroll 10
     for (int round = 0; round < 10; round++) {
         #pragma omp simd
         for (int l = 0; l < LANES; l++) {
@@ -157,11 +158,18 @@ void pc_rng_fill_uniform(pc_rng *r, float *dst, long n, float lo, float hi)
     for (long g = 0; g < groups; g++) {
         uint32_t w[4][LANES];
         draw_lanes(w, &s, first + (uint64_t)(g * LANES), true);
+        float u[4][LANES];
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < LANES; l++) u[k][l] = lo + width * word_to_unit(w[k][l]);
+        const long i0 = g * per_group - skip;   /* the draw word 0 of lane 0 is */
+        if (i0 >= 0 && i0 + per_group <= n) {    /* all inside: a plain interleaving the compiler vectorises */
+            for (int l = 0; l < LANES; l++)
+                for (int k = 0; k < 4; k++) dst[i0 + 4 * l + k] = u[k][l];
+            continue;
+        }
         for (int l = 0; l < LANES; l++)
-            for (int k = 0; k < 4; k++) {
-                long i = g * per_group + 4 * l + k - skip;   /* the draw this word is */
-                if (i >= 0 && i < n) dst[i] = lo + width * word_to_unit(w[k][l]);
-            }
+            for (int k = 0; k < 4; k++)
+                if (i0 + 4 * l + k >= 0 && i0 + 4 * l + k < n) dst[i0 + 4 * l + k] = u[k][l];
     }
     r->counter += (uint64_t)n;
 }
