@@ -338,15 +338,6 @@ __attribute__((target(BF16_TARGET))) static __m512i block_bf16_table(const pc_q4
     return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v));
 }
 
-/* The 16 codes of the elements i..i+15 (i even), in element order, in the low 4 bits of each lane (the lanes'
- * higher bits are left over: VPERMD reads only the low 4). Element 2j is the high nibble of byte j. */
-__attribute__((target(BF16_TARGET))) static __m512i codes_of_16(const uint8_t *packed, int64_t i)
-{
-    const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
-    __m128i bytes = _mm_loadl_epi64((const __m128i *)(packed + i / 2));
-    return _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes)), shifts);
-}
-
 /* Forward, K % 64 == 0: the row starting at element `start` as K / 2 bf16 pairs (k, k+1). 16 bytes hold 16
  * pairs: the high nibble is the pair's first (low) half. */
 __attribute__((target(BF16_TARGET))) static void row_pairs_direct(const pc_q4_weight *w, int64_t start, __m512 codes,
@@ -373,8 +364,8 @@ __attribute__((target(BF16_TARGET))) static void column_pairs_direct(const pc_q4
     __m512i table_lo = block_bf16_table(w, codes, lo / PC_Q4_BLOCK);
     __m512i table_hi = has_hi ? block_bf16_table(w, codes, hi / PC_Q4_BLOCK) : _mm512_setzero_si512();
     for (int64_t j = 0; j < tn; j += 16) {
-        __m512i a = _mm512_permutexvar_epi32(codes_of_16(w->packed, lo + j), table_lo);
-        __m512i b = has_hi ? _mm512_permutexvar_epi32(codes_of_16(w->packed, hi + j), table_hi) : _mm512_setzero_si512();
+        __m512i a = _mm512_permutexvar_epi32(pc_q4_codes16(w->packed, lo + j), table_lo);
+        __m512i b = has_hi ? _mm512_permutexvar_epi32(pc_q4_codes16(w->packed, hi + j), table_hi) : _mm512_setzero_si512();
         _mm512_storeu_si512(dst + j, _mm512_or_si512(a, _mm512_slli_epi32(b, 16)));
     }
 }

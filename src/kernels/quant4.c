@@ -263,9 +263,9 @@ static void dequantize_scalar(const pc_q4_weight *w, int64_t start, int64_t coun
 }
 
 #if PC_Q4_X86
-/* 16 elements from 8 packed bytes at a time: each byte duplicated, shifted by 4 in even lanes (the
- * high nibble comes first), masked, looked up in the 16-entry table with a permute, scaled, and
- * subnormal results flushed to signed zero. Chunks start at multiples of 16, inside one block. */
+/* 16 elements from 8 packed bytes at a time (pc_q4_codes16), looked up in the 16-entry table with a permute
+ * (which reads only the codes' low 4 bits), scaled, and subnormal results flushed to signed zero. Chunks start
+ * at multiples of 16, inside one block. */
 __attribute__((target("avx512f"))) static void dequantize_avx512(const pc_q4_weight *w, int64_t start,
                                                                  int64_t count, float *out)
 {
@@ -273,14 +273,11 @@ __attribute__((target("avx512f"))) static void dequantize_avx512(const pc_q4_wei
     if (head_end > end) head_end = end;
     dequantize_scalar(w, start, head_end - start, out);
     const __m512 table = _mm512_loadu_ps(pc_q4_code_table(w->type));
-    const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
-    const __m512i nibble = _mm512_set1_epi32(15), sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
     const __m512 flt_min = _mm512_set1_ps(FLT_MIN);
     int64_t i = head_end;
     for (; i + 16 <= end; i += 16) {
-        __m128i bytes = _mm_loadl_epi64((const __m128i *)(w->packed + i / 2));
-        __m512i codes = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes));
-        codes = _mm512_and_si512(_mm512_srlv_epi32(codes, shifts), nibble);
+        __m512i codes = pc_q4_codes16(w->packed, i);
         __m512 v = _mm512_mul_ps(_mm512_permutexvar_ps(codes, table), _mm512_set1_ps(pc_q4_block_scale(w, i / PC_Q4_BLOCK)));
         __m512i vi = _mm512_castps_si512(v);
         __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_andnot_si512(sign, vi)), flt_min, _CMP_LT_OQ);

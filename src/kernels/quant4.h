@@ -68,4 +68,17 @@ void pc_q4_dequantize_range(const pc_q4_weight *w, int64_t start, int64_t count,
 /* out[rows * cols] = the whole dequantized matrix (OpenMP over rows). */
 void pc_q4_dequantize(const pc_q4_weight *w, float *out);
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* The codes of the elements i..i+15 (i even) in element order, one per 32-bit lane, in the lane's low 4 bits
+ * (element 2j is the high nibble of byte j; each byte is duplicated and shifted by 4 in the even lanes). The
+ * bits above hold the other nibble: mask with 15, or use VPERMD/VPERMPS, which read only the low 4. */
+__attribute__((target("avx512f"))) static inline __m512i pc_q4_codes16(const uint8_t *packed, int64_t i)
+{
+    const __m512i shifts = _mm512_set_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    __m128i bytes = _mm_loadl_epi64((const __m128i *)(packed + i / 2));
+    return _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes)), shifts);
+}
+#endif
+
 #endif
