@@ -235,7 +235,13 @@ static void join_qkv(float *qkv, const float *q, const float *k, const float *v,
 
 static float attn_scale(const pc_gpt2_config *c) { return 1.0f / sqrtf((float)(c->n_embd / c->n_head)); }
 
-static void layer_forward(gpt2 *g, gpt2_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng)
+static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
+
+/* recompute: the block runs again for its backward (gradient checkpointing). It then stops after c_fc when
+ * mlp.c_proj trains nothing (as llama.c does before down_proj), drawing only the MLP dropout mask that backward
+ * needs, so the stream stays where the first forward left it. */
+static void layer_forward(gpt2 *g, gpt2_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng,
+                          bool recompute)
 {
     const pc_gpt2_config *c = &g->cfg;
     layer_acts *a = &L->a;
@@ -253,6 +259,10 @@ static void layer_forward(gpt2 *g, gpt2_layer *L, const float *x, const pc_batch
     pc_vec_add(a->h, x, NE);
     pc_layernorm_forward(a->n2, a->mean2, a->rstd2, a->h, L->ln_2.w, L->ln_2.b, N, E, c->eps);
     pc_linear_forward(&L->c_fc, a->fc, a->n2, N, training, rng);
+    if (recompute && !linear_trainable(&L->mlp_proj)) {
+        if (training && c->resid_pdrop > 0) pc_dropout_mask(a->mlp_drop, NE, c->resid_pdrop, rng);
+        return;
+    }
     pc_gelu_tanh_forward(a->act, a->fc, (long)N * c->n_inner);
     pc_linear_forward(&L->mlp_proj, a->out, a->act, N, training, rng);
     pc_dropout_forward(a->out, a->mlp_drop, a->out, NE, c->resid_pdrop, training, rng);
@@ -281,7 +291,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     const float *x = g->x0;
     for (int i = 0; i < c->n_layer; i++) {
         g->layer_rng[i] = *rng;  /* to replay the block's dropout draws when recomputing it */
-        layer_forward(g, &g->layers[i], x, b, training, rng);
+        layer_forward(g, &g->layers[i], x, b, training, rng, false);
         x = g->layers[i].a.out;
     }
     pc_layernorm_forward(g->xf, g->mean_f, g->rstd_f, x, g->ln_f.w, g->ln_f.b, N, c->n_embd, c->eps);
@@ -292,8 +302,6 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
 }
 
 /* ---------- backward ---------- */
-
-static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
 
 static bool layer_trainable(const gpt2_layer *L)
 {
@@ -357,7 +365,7 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
         const float *x = i > 0 ? g->layers[i - 1].a.out : g->x0;
         if (m->gradient_checkpointing && i < c->n_layer - 1) {  /* the top block's activations are current */
             pc_rng replay = g->layer_rng[i];
-            layer_forward(g, &g->layers[i], x, b, g->training, &replay);
+            layer_forward(g, &g->layers[i], x, b, g->training, &replay, true);
         }
         layer_backward(g, &g->layers[i], x, b, i > lowest);
     }
