@@ -90,6 +90,27 @@ TEST(rng_bulk_equals_sequential_across_counter_carry)
     CHECK(a.counter == b.counter);
 }
 
+/* The dropout mask is the sequential uniforms thresholded, from a position inside a block, over whole and
+ * partial 64-draw groups; it advances the stream as the uniform fill does. */
+TEST(rng_dropout_mask_equals_thresholded_uniforms)
+{
+    enum { N = 1003 };
+    static float mask[N];
+    pc_rng a, b;
+    pc_rng_init(&a, 11, "dropout");
+    pc_rng_init(&b, 11, "dropout");
+    a.counter = b.counter = 6;
+    pc_rng_fill_dropout_mask(&a, mask, N, 0.25f, 4.0f / 3.0f);
+    long dropped = 0;
+    for (int i = 0; i < N; i++) {
+        float u = pc_rng_uniform(&b);
+        CHECK(mask[i] == (u < 0.25f ? 0.0f : 4.0f / 3.0f));
+        dropped += mask[i] == 0.0f;
+    }
+    CHECK(a.counter == b.counter);
+    CHECK(dropped > 200 && dropped < 300);
+}
+
 TEST(rng_fill_affine_map)
 {
     float u[64], v[64], n[64], m[64];

@@ -147,30 +147,62 @@ static inline void draw_lanes(uint32_t w[4][LANES], const pc_rng *r, uint64_t fi
     }
 }
 
+/* What a bulk uniform fill stores for draw u in [0, 1): lo + width * u, or for a dropout mask
+ * (u < p ? 0 : keep). `mask` is a constant where fill_group is inlined: each loop keeps only its own map. */
+typedef struct {
+    float lo, width;
+    bool mask;
+    float p, keep;
+} uniform_map;
+
+static inline float map_unit(uniform_map m, float u)
+{
+    float affine = m.lo + m.width * u, bernoulli = u < m.p ? 0.0f : m.keep;
+    return m.mask ? bernoulli : affine;
+}
+
+/* Group g of a bulk uniform fill of dst[0, n) starting at stream position s->counter: draws g*64 - skip ..
+ * g*64 - skip + 63, skip = the words of draw 0's block before it. Inlined with `map` known, so each caller's
+ * loop is specialised. */
+static inline __attribute__((always_inline)) void fill_group(const pc_rng *s, long g, float *dst, long n,
+                                                             uniform_map map)
+{
+    const long per_group = 4 * LANES, skip = (long)(s->counter & 3);
+    uint32_t w[4][LANES];
+    draw_lanes(w, s, (s->counter >> 2) + (uint64_t)(g * LANES), true);
+    float u[4][LANES];
+    for (int k = 0; k < 4; k++)
+        for (int l = 0; l < LANES; l++) u[k][l] = map_unit(map, word_to_unit(w[k][l]));
+    const long i0 = g * per_group - skip;   /* the draw word 0 of lane 0 is */
+    if (i0 >= 0 && i0 + per_group <= n) {    /* all inside: a plain interleaving the compiler vectorises */
+        for (int l = 0; l < LANES; l++)
+            for (int k = 0; k < 4; k++) dst[i0 + 4 * l + k] = u[k][l];
+        return;
+    }
+    for (int l = 0; l < LANES; l++)
+        for (int k = 0; k < 4; k++)
+            if (i0 + 4 * l + k >= 0 && i0 + 4 * l + k < n) dst[i0 + 4 * l + k] = u[k][l];
+}
+
+static long groups_of(const pc_rng *r, long n) { return ((long)(r->counter & 3) + n + 4 * LANES - 1) / (4 * LANES); }
+
 void pc_rng_fill_uniform(pc_rng *r, float *dst, long n, float lo, float hi)
 {
     const pc_rng s = *r;
     const float width = hi - lo;
-    const uint64_t first = s.counter >> 2;           /* the block of draw 0 */
-    const long skip = (long)(s.counter & 3);         /* its words before draw 0 */
-    const long per_group = 4 * LANES, groups = (skip + n + per_group - 1) / per_group;
+    const long groups = groups_of(&s, n);
     #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long g = 0; g < groups; g++) {
-        uint32_t w[4][LANES];
-        draw_lanes(w, &s, first + (uint64_t)(g * LANES), true);
-        float u[4][LANES];
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < LANES; l++) u[k][l] = lo + width * word_to_unit(w[k][l]);
-        const long i0 = g * per_group - skip;   /* the draw word 0 of lane 0 is */
-        if (i0 >= 0 && i0 + per_group <= n) {    /* all inside: a plain interleaving the compiler vectorises */
-            for (int l = 0; l < LANES; l++)
-                for (int k = 0; k < 4; k++) dst[i0 + 4 * l + k] = u[k][l];
-            continue;
-        }
-        for (int l = 0; l < LANES; l++)
-            for (int k = 0; k < 4; k++)
-                if (i0 + 4 * l + k >= 0 && i0 + 4 * l + k < n) dst[i0 + 4 * l + k] = u[k][l];
-    }
+    for (long g = 0; g < groups; g++)   /* the map written here, so the OpenMP body sees its constants */
+        fill_group(&s, g, dst, n, (uniform_map){ .lo = lo, .width = width });
+    r->counter += (uint64_t)n;
+}
+
+void pc_rng_fill_dropout_mask(pc_rng *r, float *dst, long n, float p, float keep)
+{
+    const pc_rng s = *r;
+    const long groups = groups_of(&s, n);
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
+    for (long g = 0; g < groups; g++) fill_group(&s, g, dst, n, (uniform_map){ .mask = true, .p = p, .keep = keep });
     r->counter += (uint64_t)n;
 }
 

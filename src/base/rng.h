@@ -34,6 +34,9 @@ float pc_rng_normal(pc_rng *r);    /* N(0, 1), Box-Muller */
  * (before the affine map). Uniform values lie in [lo, hi) up to float rounding of lo + (hi-lo)*u. */
 void pc_rng_fill_uniform(pc_rng *r, float *dst, long n, float lo, float hi);
 void pc_rng_fill_normal(pc_rng *r, float *dst, long n, float mean, float std);
+/* A dropout mask from the same uniform draws u_i as pc_rng_fill_uniform(r, dst, n, 0, 1), in one pass:
+ * dst[i] = u_i < p ? 0 : keep. */
+void pc_rng_fill_dropout_mask(pc_rng *r, float *dst, long n, float p, float keep);
 
 /* Unbiased integer in [0, n) (n >= 1), for shuffling; may consume more than one draw. */
 uint64_t pc_rng_below(pc_rng *r, uint64_t n);

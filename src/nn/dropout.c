@@ -7,10 +7,7 @@
 void pc_dropout_mask(float *mask, long n, float p, pc_rng *rng)
 {
     pc_op_begin(PC_OP_DROPOUT);
-    const float keep_scale = 1.0f / (1.0f - p);
-    pc_rng_fill_uniform(rng, mask, n, 0.0f, 1.0f);
-    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) mask[i] = mask[i] < p ? 0.0f : keep_scale;
+    pc_rng_fill_dropout_mask(rng, mask, n, p, 1.0f / (1.0f - p));
     pc_op_end();
 }
 
