@@ -5,8 +5,12 @@ OPT     ?= -O2
 # portable x86-64 build, whose GEMM kernels still pick AVX-512 / AVX2 at run time from CPUID.
 # -fno-trapping-math: we never read FP exception flags, so the compiler may turn branches into selects.
 ARCH    ?= -march=native
+# gcc vectorises at -O2 only loops that need no scalar remainder (its "very cheap" cost model); the dynamic model
+# vectorises the element-wise loops of any length (DistilBERT bf16 step +6 %, QLoRA +9 %). Results do not change:
+# without -ffast-math no reduction is reordered. A compiler without the option (clang) goes without.
+VECTORIZE := $(shell $(CC) -fvect-cost-model=dynamic -x c -c /dev/null -o /dev/null 2>/dev/null && echo -fvect-cost-model=dynamic)
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -fno-trapping-math $(ARCH) -Iinclude -Isrc \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -fopenmp -fno-trapping-math $(VECTORIZE) $(ARCH) -Iinclude -Isrc \
            $(shell pkg-config --cflags libcjson libutf8proc libpcre2-8 openblas 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs libcjson libutf8proc libpcre2-8 openblas 2>/dev/null || echo -lcjson -lutf8proc -lpcre2-8 -lopenblas) -lm -fopenmp
 BUILD   ?= build
