@@ -125,7 +125,6 @@ static inline void draw_lanes(uint32_t w[4][LANES], const pc_rng *r, uint64_t fi
         c3[l] = (uint32_t)(r->key[1] >> 32) ^ (uniform ? UNIFORM_SPACE : 0);
     }
     uint32_t k0 = (uint32_t)r->key[0], k1 = (uint32_t)(r->key[0] >> 32);
-#pragma GCC unroll 10
     for (int round = 0; round < 10; round++) {
         #pragma omp simd
         for (int l = 0; l < LANES; l++) {
