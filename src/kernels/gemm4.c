@@ -365,7 +365,8 @@ __attribute__((target(BF16_TARGET))) static void column_pairs_direct(const pc_q4
     __m512i table_hi = has_hi ? block_bf16_table(w, codes, hi / PC_Q4_BLOCK) : _mm512_setzero_si512();
     for (int64_t j = 0; j < tn; j += 16) {
         __m512i a = _mm512_permutexvar_epi32(pc_q4_codes16(w->packed, lo + j), table_lo);
-        __m512i b = has_hi ? _mm512_permutexvar_epi32(pc_q4_codes16(w->packed, hi + j), table_hi) : _mm512_setzero_si512();
+        __m512i b = has_hi ? _mm512_permutexvar_epi32(pc_q4_codes16(w->packed, hi + j), table_hi)
+                           : _mm512_setzero_si512();
         _mm512_storeu_si512(dst + j, _mm512_or_si512(a, _mm512_slli_epi32(b, 16)));
     }
 }
