@@ -254,15 +254,53 @@ static void kernel_portable_bf16(int ks, const uint32_t *a, const uint32_t *b, f
 }
 
 #if PC_X86
-__attribute__((target("avx512f"))) static void kernel_avx512_f32(int ks, const uint32_t *a, const uint32_t *b,
-                                                                 float *c, long ldc, bool load_c)
+/* The accumulators of a 12x32 tile (AVX-512) or a 6x16 sub-tile (AVX2): C's values (load_c) or zeros, and
+ * back into C. Inlined into each kernel, so the accumulators stay in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void tile_load_avx512(__m512 acc[MR][2], const float *c,
+                                                                                   long ldc, bool load_c)
 {
-    __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
         acc[i][0] = load_c ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
         acc[i][1] = load_c ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
     }
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void tile_store_avx512(__m512 acc[MR][2], float *c,
+                                                                                    long ldc)
+{
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(c + i * ldc, acc[i][0]);
+        _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
+    }
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void tile_load_avx2(__m256 acc[6][2], const float *c,
+                                                                                  long ldc, bool load_c)
+{
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+        acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    }
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void tile_store_avx2(__m256 acc[6][2], float *c,
+                                                                                   long ldc)
+{
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        _mm256_storeu_ps(c + i * ldc, acc[i][0]);
+        _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+    }
+}
+
+__attribute__((target("avx512f"))) static void kernel_avx512_f32(int ks, const uint32_t *a, const uint32_t *b,
+                                                                 float *c, long ldc, bool load_c)
+{
+    __m512 acc[MR][2];
+    tile_load_avx512(acc, c, ldc, load_c);
     const float *af = (const float *)a, *bf = (const float *)b;
     for (int s = 0; s < ks; s++) {
         __m512 b0 = _mm512_load_ps(bf + s * NR), b1 = _mm512_load_ps(bf + s * NR + 16);
@@ -274,11 +312,7 @@ __attribute__((target("avx512f"))) static void kernel_avx512_f32(int ks, const u
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
     }
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        _mm512_storeu_ps(c + i * ldc, acc[i][0]);
-        _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
-    }
+    tile_store_avx512(acc, c, ldc);
 }
 
 /* VDPBF16PS: each fp32 lane adds the two products of its bf16 pair. */
@@ -287,11 +321,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void kernel_avx512_bf16(int
                                                                               bool load_c)
 {
     __m512 acc[MR][2];
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        acc[i][0] = load_c ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
-        acc[i][1] = load_c ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
-    }
+    tile_load_avx512(acc, c, ldc, load_c);
     for (int s = 0; s < ks; s++) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b + s * NR), b1 = (__m512bh)_mm512_load_si512(b + s * NR + 16);
         _mm_prefetch((const char *)(b + (s + 8) * NR), _MM_HINT_T0);
@@ -302,11 +332,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void kernel_avx512_bf16(int
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
         }
     }
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
-        _mm512_storeu_ps(c + i * ldc, acc[i][0]);
-        _mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);
-    }
+    tile_store_avx512(acc, c, ldc);
 }
 
 /* AVX2: the 12x32 tile as four 6x16 sub-tiles (12 ymm accumulators each). */
@@ -314,11 +340,7 @@ __attribute__((target("avx2,fma"))) static void sub_avx2_f32(int ks, const uint3
                                                              long ldc, bool load_c)
 {
     __m256 acc[6][2];
-#pragma GCC unroll 6
-    for (int i = 0; i < 6; i++) {
-        acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
-        acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
-    }
+    tile_load_avx2(acc, c, ldc, load_c);
     const float *af = (const float *)a, *bf = (const float *)b;
     for (int s = 0; s < ks; s++) {
         __m256 b0 = _mm256_loadu_ps(bf + s * NR), b1 = _mm256_loadu_ps(bf + s * NR + 8);
@@ -329,11 +351,7 @@ __attribute__((target("avx2,fma"))) static void sub_avx2_f32(int ks, const uint3
             acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
         }
     }
-#pragma GCC unroll 6
-    for (int i = 0; i < 6; i++) {
-        _mm256_storeu_ps(c + i * ldc, acc[i][0]);
-        _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
-    }
+    tile_store_avx2(acc, c, ldc);
 }
 
 /* bf16 pairs widened to fp32 (a bf16 is the high half of its fp32): lo·lo + hi·hi per lane. */
@@ -341,11 +359,7 @@ __attribute__((target("avx2,fma"))) static void sub_avx2_bf16(int ks, const uint
                                                               long ldc, bool load_c)
 {
     __m256 acc[6][2];
-#pragma GCC unroll 6
-    for (int i = 0; i < 6; i++) {
-        acc[i][0] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
-        acc[i][1] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
-    }
+    tile_load_avx2(acc, c, ldc, load_c);
     const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
     for (int s = 0; s < ks; s++) {
         __m256i v0 = _mm256_loadu_si256((const __m256i *)(b + s * NR));
@@ -360,11 +374,7 @@ __attribute__((target("avx2,fma"))) static void sub_avx2_bf16(int ks, const uint
             acc[i][1] = _mm256_fmadd_ps(ahi, h1, _mm256_fmadd_ps(alo, l1, acc[i][1]));
         }
     }
-#pragma GCC unroll 6
-    for (int i = 0; i < 6; i++) {
-        _mm256_storeu_ps(c + i * ldc, acc[i][0]);
-        _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
-    }
+    tile_store_avx2(acc, c, ldc);
 }
 
 static void kernel_avx2_f32(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
