@@ -152,33 +152,36 @@ void pc_packed_b_free(pc_packed_b *b)
 
 /* ---- packing A (per call): rows m0..m0+mc, steps s0..s0+ks as [row panel][step][MR] words ---- */
 
-static void pack_a_portable(const float *A, int lda, int M, int K, pc_pack_dtype dtype, int m0, int mc, int s0, int ks,
-                            uint32_t *Ap)
+/* Steps s_from..ks-1 of one row of A (the block starts at step s0), as words MR apart. */
+static void pack_row_words(const float *row, int K, pc_pack_dtype dtype, int s0, int s_from, int ks, uint32_t *dst)
 {
-    for (int p = 0; p < mc; p += MR) {
-        for (int r = 0; r < MR; r++) {
-            int m = m0 + p + r;
-            uint32_t *dst = Ap + (size_t)p * ks + r;
-            if (m >= M || p + r >= mc) {
-                for (int s = 0; s < ks; s++) dst[(size_t)s * MR] = 0;
-                continue;
-            }
-            const float *row = A + (long)m * lda;
-            for (int s = 0; s < ks; s++) {
-                int k = dtype == PC_PACK_F32 ? s0 + s : 2 * (s0 + s);
-                dst[(size_t)s * MR] = word_at(row + k, 1, 0, K - k, dtype);
-            }
-        }
+    for (int s = s_from; s < ks; s++) {
+        int k = dtype == PC_PACK_F32 ? s0 + s : 2 * (s0 + s);
+        dst[(size_t)s * MR] = word_at(row + k, 1, 0, K - k, dtype);
     }
 }
 
 #if PC_X86
-/* bf16 pairs of 32 floats at a time with VCVTNE2PS2BF16 (same rounding as bf16_bits). */
-__attribute__((target("avx512f,avx512bf16"))) static void pack_a_bf16_avx512(const float *A, int lda, int M, int K,
-                                                                              int m0, int mc, int s0, int ks,
-                                                                              uint32_t *Ap)
+/* bf16 pairs of 32 floats at a time with VCVTNE2PS2BF16 (same rounding as bf16_bits), while whole; returns the
+ * first step left for pack_row_words. */
+__attribute__((target("avx512f,avx512bf16"))) static int pack_row_bf16_avx512(const float *row, int K, int s0,
+                                                                               int ks, uint32_t *dst)
 {
     uint32_t buf[16];
+    int s = 0;
+    for (; s + 16 <= ks && 2 * (s0 + s) + 32 <= K; s += 16) {
+        const float *src = row + 2 * (s0 + s);
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src));
+        _mm512_storeu_si512(buf, (__m512i)v);
+        for (int i = 0; i < 16; i++) dst[(size_t)(s + i) * MR] = buf[i];
+    }
+    return s;
+}
+#endif
+
+static void pack_a(pc_isa isa, const float *A, int lda, int M, int K, pc_pack_dtype dtype, int m0, int mc, int s0,
+                   int ks, uint32_t *Ap)
+{
     for (int p = 0; p < mc; p += MR) {
         for (int r = 0; r < MR; r++) {
             int m = m0 + p + r;
@@ -189,32 +192,13 @@ __attribute__((target("avx512f,avx512bf16"))) static void pack_a_bf16_avx512(con
             }
             const float *row = A + (long)m * lda;
             int s = 0;
-            for (; s + 16 <= ks && 2 * (s0 + s) + 32 <= K; s += 16) {
-                const float *src = row + 2 * (s0 + s);
-                __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src));
-                _mm512_storeu_si512(buf, (__m512i)v);
-                for (int i = 0; i < 16; i++) dst[(size_t)(s + i) * MR] = buf[i];
-            }
-            for (; s < ks; s++) {
-                int k = 2 * (s0 + s);
-                dst[(size_t)s * MR] = word_at(row + k, 1, 0, K - k, PC_PACK_BF16);
-            }
+#if PC_X86
+            if (isa == PC_ISA_AVX512 && dtype == PC_PACK_BF16) s = pack_row_bf16_avx512(row, K, s0, ks, dst);
+#endif
+            pack_row_words(row, K, dtype, s0, s, ks, dst);
         }
     }
-}
-#endif
-
-static void pack_a(pc_isa isa, const float *A, int lda, int M, int K, pc_pack_dtype dtype, int m0, int mc, int s0,
-                   int ks, uint32_t *Ap)
-{
-#if PC_X86
-    if (isa == PC_ISA_AVX512 && dtype == PC_PACK_BF16) {
-        pack_a_bf16_avx512(A, lda, M, K, m0, mc, s0, ks, Ap);
-        return;
-    }
-#endif
     (void)isa;
-    pack_a_portable(A, lda, M, K, dtype, m0, mc, s0, ks, Ap);
 }
 
 /* ---- micro-kernels: c[MR x NR] (=, or += when load_c) over ks steps of a (MR words per step) and b (NR) ---- */
