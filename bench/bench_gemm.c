@@ -6,7 +6,8 @@
  *
  * Then the frozen-weight products (forward x·Wᵀ, input gradient dy·W) of DistilBERT-base and TinyLlama
  * Linears at 512 and 2048 rows: OpenBLAS (as its core type is set) against kernels/pgemm with the weight
- * packed once, in fp32 and in bf16.
+ * packed once, in fp32 and in bf16. Last, LoRA's thin products (DistilBERT r = 8, TinyLlama r = 16) at 512 and
+ * 2048 rows: OpenBLAS against kernels/thin, with LoRA dropout's mask where training applies it.
  *
  * Linear layers are nn.Linear: W is [out, in]. Forward y = x·Wᵀ; input gradient dx = dy·W;
  * LoRA (r = 8): h = x·Aᵀ, y += h·Bᵀ; backward dB = dyᵀ·h, dh = dy·B, dA = dhᵀ·x, dx += dh·A.
@@ -20,6 +21,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/pgemm.h"
+#include "kernels/thin.h"
 
 enum { LORA_R = 8, FMA_CHAINS = 16 };
 static const double MIN_SECONDS = 0.25;   /* per shape */
@@ -257,6 +259,102 @@ static int bench_frozen(double peak, double bf16_peak)
     return 0;
 }
 
+
+/* ---- LoRA's thin products: OpenBLAS vs kernels/thin ---- */
+
+typedef enum { THIN_DOWN, THIN_UP, THIN_DB, THIN_DH, THIN_DA, THIN_DX, THIN_KINDS } thin_kind;
+static const char *const THIN_NAMES[THIN_KINDS] = {
+    "h = x_d.A^T", "y += s h.B^T", "dB^T += s h^T.dy", "dh = s dy.B", "dA += dh^T.x_d", "dx += (dh.A)*mask",
+};
+
+typedef struct {
+    int M, n, r;
+    float *x, *y, *h, *A, *G;   /* x, y [M, n]; h [M, r]; A, G [r, n] */
+    uint8_t *keep;              /* [M, n], the LoRA dropout mask (about 5 % dropped) */
+} thin_case;
+
+/* One product, as peftc ran it through OpenBLAS before kernels/thin (x_d made by a pass of its own, the masked dx
+ * through a scratch product), or through kernels/thin. */
+static void run_thin(const thin_case *c, thin_kind k, bool thin)
+{
+    const int M = c->M, n = c->n, r = c->r;
+    const pc_thin_mask mask = { c->keep, 1.0f / 0.95f }, none = { NULL, 1.0f };
+    if (thin) {
+        if (k == THIN_DOWN) pc_thin_down(c->h, c->x, mask, c->A, M, n, r, 1.0f);
+        if (k == THIN_UP) pc_thin_up(c->y, none, c->h, c->A, M, n, r, 2.0f);
+        if (k == THIN_DB) pc_thin_grad(c->G, c->h, c->x, none, M, n, r, 2.0f);
+        if (k == THIN_DH) pc_thin_down(c->h, c->x, none, c->A, M, n, r, 2.0f);
+        if (k == THIN_DA) pc_thin_grad(c->G, c->h, c->x, mask, M, n, r, 1.0f);
+        if (k == THIN_DX) pc_thin_up(c->y, mask, c->h, c->A, M, n, r, 1.0f);
+        return;
+    }
+    const long all = (long)M * n;
+    if (k == THIN_DOWN || k == THIN_DA) {   /* x_d = x * mask, then the product */
+        #pragma omp parallel for simd schedule(static)
+        for (long i = 0; i < all; i++) c->y[i] = c->x[i] * (c->keep[i] ? mask.scale : 0.0f);
+    }
+    if (k == THIN_DOWN) pc_sgemm(false, true, M, r, n, 1.0f, c->y, n, c->A, n, 0.0f, c->h, r);
+    if (k == THIN_UP) pc_sgemm(false, false, M, n, r, 2.0f, c->h, r, c->A, n, 1.0f, c->y, n);
+    if (k == THIN_DB) pc_sgemm(true, false, n, r, M, 2.0f, c->x, n, c->h, r, 1.0f, c->G, r);   /* dB [n, r] */
+    if (k == THIN_DH) pc_sgemm(false, true, M, r, n, 2.0f, c->x, n, c->A, n, 0.0f, c->h, r);
+    if (k == THIN_DA) pc_sgemm(true, false, r, n, M, 1.0f, c->h, r, c->y, n, 1.0f, c->G, n);
+    if (k == THIN_DX) {
+        pc_sgemm(false, false, M, n, r, 1.0f, c->h, r, c->A, n, 0.0f, c->x, n);   /* x as the scratch */
+        #pragma omp parallel for simd schedule(static)
+        for (long i = 0; i < all; i++) c->y[i] += c->x[i] * (c->keep[i] ? mask.scale : 0.0f);
+    }
+}
+
+static double time_thin(const thin_case *c, thin_kind k, bool thin)
+{
+    double flops = 2.0 * c->M * c->n * c->r, best = 0, total = 0;
+    run_thin(c, k, thin);
+    while (total < MIN_SECONDS / 4) {
+        double t0 = now_seconds();
+        run_thin(c, k, thin);
+        double dt = now_seconds() - t0;
+        if (flops / dt * 1e-9 > best) best = flops / dt * 1e-9;
+        total += dt;
+    }
+    return best;
+}
+
+static int bench_thin(double peak)
+{
+    static const struct { const char *model; int n, r; } cases[] = { { "distilbert", 768, 8 }, { "tinyllama", 2048, 16 } };
+    static const int rows[] = { 512, 2048 };
+    printf("\nLoRA thin products (GFLOP/s, %% of the fp32 peak): OpenBLAS (x_d and the masked dx by passes of their "
+           "own) vs kernels/thin (%s)\n", pc_isa_name(pc_isa_active()));
+    printf("%-10s %5s %5s %3s %-18s %14s %14s %7s\n", "model", "M", "n", "r", "product", "OpenBLAS", "thin", "speedup");
+    unsigned seed = 777u;
+    for (size_t m = 0; m < sizeof cases / sizeof cases[0]; m++) {
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+            thin_case c = { rows[ri], cases[m].n, cases[m].r, NULL, NULL, NULL, NULL, NULL, NULL };
+            const size_t big = (size_t)c.M * c.n, fac = (size_t)c.r * c.n;
+            c.x = random_matrix(big, &seed); c.y = random_matrix(big, &seed);
+            c.h = random_matrix((size_t)c.M * c.r, &seed); c.A = random_matrix(fac, &seed);
+            c.G = random_matrix(fac, &seed); c.keep = malloc(big);
+            if (!c.x || !c.y || !c.h || !c.A || !c.G || !c.keep) {
+                fprintf(stderr, "bench_gemm: out of memory for the thin products\n");
+                return 1;
+            }
+            for (size_t i = 0; i < big; i++) c.keep[i] = (uint8_t)(i * 2654435761u % 100 >= 5);
+            for (int k = 0; k < THIN_KINDS; k++) {
+                double g[2] = { time_thin(&c, (thin_kind)k, false), time_thin(&c, (thin_kind)k, true) };
+                char cell[2][32];
+                for (int i = 0; i < 2; i++)
+                    snprintf(cell[i], sizeof cell[i], "%.1f (%.0f%%)", g[i], peak > 0 ? 100 * g[i] / peak : 0);
+                printf("%-10s %5d %5d %3d %-18s %14s %14s %6.1fx\n", cases[m].model, c.M, c.n, c.r, THIN_NAMES[k],
+                       cell[0], cell[1], g[1] / g[0]);
+                printf("result thin %s,%d,%d,%d GFLOP/s openblas %.1f thin %.1f\n", THIN_NAMES[k], c.M, c.n, c.r, g[0],
+                       g[1]);
+            }
+            free(c.x); free(c.y); free(c.h); free(c.A); free(c.G); free(c.keep);
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int M = argc > 1 ? atoi(argv[1]) : 1024;
@@ -317,5 +415,5 @@ int main(int argc, char **argv)
            flops_all / time_all * 1e-9);
     printf("result gemm_peak GFLOP/s %.1f\n", peak);
     printf("result gemm_bf16_peak GFLOP/s %.1f\n", bf16_peak);
-    return bench_frozen(peak, bf16_peak);
+    return bench_frozen(peak, bf16_peak) || bench_thin(peak);
 }

@@ -111,6 +111,26 @@ TEST(rng_dropout_mask_equals_thresholded_uniforms)
     CHECK(dropped > 200 && dropped < 300);
 }
 
+TEST(rng_keep_bytes_equal_thresholded_uniforms)
+{
+    enum { N = 40000 };   /* above the parallel threshold: the threads' groups meet inside the buffer */
+    static uint8_t keep[N];
+    pc_rng a, b;
+    pc_rng_init(&a, 12, "dropout");
+    pc_rng_init(&b, 12, "dropout");
+    a.counter = b.counter = 3;
+    pc_rng_fill_keep_bytes(&a, keep, N, 0.1f);
+    long dropped = 0, wrong = 0;
+    for (int i = 0; i < N; i++) {
+        float u = pc_rng_uniform(&b);
+        wrong += keep[i] != (u < 0.1f ? 0 : 1);
+        dropped += keep[i] == 0;
+    }
+    CHECK_INT_EQ(wrong, 0);
+    CHECK(a.counter == b.counter);
+    CHECK(dropped > 3600 && dropped < 4400);
+}
+
 TEST(rng_fill_affine_map)
 {
     float u[64], v[64], n[64], m[64];

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -163,8 +164,8 @@ static inline float map_unit(uniform_map m, float u)
 /* Group g of a bulk uniform fill of dst[0, n) starting at stream position s->counter: draws g*64 - skip ..
  * g*64 - skip + 63, skip = the words of draw 0's block before it. Inlined with `map` known, so each caller's
  * loop is specialised. */
-static inline __attribute__((always_inline)) void fill_group(const pc_rng *s, long g, float *dst, long n,
-                                                             uniform_map map)
+static inline __attribute__((always_inline)) void fill_group(const pc_rng *s, long g, float *dst, uint8_t *bytes,
+                                                             long n, uniform_map map)
 {
     const long per_group = 4 * LANES, skip = (long)(s->counter & 3);
     uint32_t w[4][LANES];
@@ -175,12 +176,19 @@ static inline __attribute__((always_inline)) void fill_group(const pc_rng *s, lo
     const long i0 = g * per_group - skip;   /* the draw word 0 of lane 0 is */
     if (i0 >= 0 && i0 + per_group <= n) {    /* all inside: a plain interleaving the compiler vectorises */
         for (int l = 0; l < LANES; l++)
-            for (int k = 0; k < 4; k++) dst[i0 + 4 * l + k] = u[k][l];
+            for (int k = 0; k < 4; k++) {
+                if (bytes) bytes[i0 + 4 * l + k] = u[k][l] != 0.0f;
+                else dst[i0 + 4 * l + k] = u[k][l];
+            }
         return;
     }
     for (int l = 0; l < LANES; l++)
-        for (int k = 0; k < 4; k++)
-            if (i0 + 4 * l + k >= 0 && i0 + 4 * l + k < n) dst[i0 + 4 * l + k] = u[k][l];
+        for (int k = 0; k < 4; k++) {
+            const long i = i0 + 4 * l + k;
+            if (i < 0 || i >= n) continue;
+            if (bytes) bytes[i] = u[k][l] != 0.0f;
+            else dst[i] = u[k][l];
+        }
 }
 
 static long groups_of(const pc_rng *r, long n) { return ((long)(r->counter & 3) + n + 4 * LANES - 1) / (4 * LANES); }
@@ -192,7 +200,7 @@ void pc_rng_fill_uniform(pc_rng *r, float *dst, long n, float lo, float hi)
     const long groups = groups_of(&s, n);
     #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long g = 0; g < groups; g++)   /* the map written here, so the OpenMP body sees its constants */
-        fill_group(&s, g, dst, n, (uniform_map){ .lo = lo, .width = width });
+        fill_group(&s, g, dst, NULL, n, (uniform_map){ .lo = lo, .width = width });
     r->counter += (uint64_t)n;
 }
 
@@ -201,7 +209,16 @@ void pc_rng_fill_dropout_mask(pc_rng *r, float *dst, long n, float p, float keep
     const pc_rng s = *r;
     const long groups = groups_of(&s, n);
     #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long g = 0; g < groups; g++) fill_group(&s, g, dst, n, (uniform_map){ .mask = true, .p = p, .keep = keep });
+    for (long g = 0; g < groups; g++) fill_group(&s, g, dst, NULL, n, (uniform_map){ .mask = true, .p = p, .keep = keep });
+    r->counter += (uint64_t)n;
+}
+
+void pc_rng_fill_keep_bytes(pc_rng *r, uint8_t *dst, long n, float p)
+{
+    const pc_rng s = *r;
+    const long groups = groups_of(&s, n);
+    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
+    for (long g = 0; g < groups; g++) fill_group(&s, g, NULL, dst, n, (uniform_map){ .mask = true, .p = p, .keep = 1.0f });
     r->counter += (uint64_t)n;
 }
 

@@ -37,6 +37,8 @@ void pc_rng_fill_normal(pc_rng *r, float *dst, long n, float mean, float std);
 /* A dropout mask from the same uniform draws u_i as pc_rng_fill_uniform(r, dst, n, 0, 1), in one pass:
  * dst[i] = u_i < p ? 0 : keep. */
 void pc_rng_fill_dropout_mask(pc_rng *r, float *dst, long n, float p, float keep);
+/* The same mask as bytes: dst[i] = !(u_i < p), 1 kept, 0 dropped. */
+void pc_rng_fill_keep_bytes(pc_rng *r, uint8_t *dst, long n, float p);
 
 /* Unbiased integer in [0, n) (n >= 1), for shuffling; may consume more than one draw. */
 uint64_t pc_rng_below(pc_rng *r, uint64_t n);

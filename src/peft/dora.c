@@ -16,8 +16,7 @@ pc_status pc_dora_init(pc_lora *l, const pc_base_weight *w, pc_error *err)
     l->norm = calloc((size_t)out, sizeof(float));
     l->c = calloc((size_t)out, sizeof(float));
     l->wnorm2 = calloc((size_t)out, sizeof(double));
-    l->Bt = w->w_in_out ? calloc((size_t)l->r * (size_t)out, sizeof(float)) : NULL;
-    if (!l->m || !l->dm || !l->norm || !l->c || !l->wnorm2 || (w->w_in_out && !l->Bt))
+    if (!l->m || !l->dm || !l->norm || !l->c || !l->wnorm2)
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for a DoRA magnitude [%d]", out);
     pc_lora_row_norms2(l->wnorm2, w, l->in, out);
     pc_lora_weight_norm(l->m, w, l->in, out, l->A, l->B, l->r, l->scaling, l->Bt, l->wnorm2);
@@ -52,7 +51,8 @@ void pc_dora_forward(pc_lora *l, float *y, const float *x, const pc_base_weight 
     float *z = l->z;
     pc_lora_weight_norm(l->norm, w, l->in, out, l->A, l->B, l->r, l->scaling, l->Bt, l->wnorm2);
     for (int o = 0; o < out; o++) l->c[o] = l->m[o] / l->norm[o];
-    const float *xd = pc_lora_down(l, x, rows, training, rng);
+    pc_lora_down(l, x, rows, training, rng);
+    const float *xd = pc_lora_dropped_input(l, x, rows);
     if (l->last_dropout) {
         /* z = x_d W^T, a product of its own, + s h B^T; y = x W^T + b - x_d W^T + c z */
         times_wT(z, xd, w, rows, l->in, out);

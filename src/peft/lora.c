@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "base/threads.h"
-#include "kernels/gemm.h"
+#include "kernels/thin.h"
 
 enum { CHUNK = 64 };   /* elements of a Delta W row (or column) formed at a time, on the stack */
 
@@ -29,7 +29,9 @@ pc_status pc_lora_create(pc_lora *l, int in, int out, int r, float scaling, floa
     l->dA = alloc_floats((long)r * in);
     l->B = alloc_floats((long)out * r);
     l->dB = alloc_floats((long)out * r);
-    if (!l->A || !l->dA || !l->B || !l->dB) {
+    l->Bt = alloc_floats((long)r * out);
+    l->dBt = alloc_floats((long)r * out);
+    if (!l->A || !l->dA || !l->B || !l->dB || !l->Bt || !l->dBt) {
         pc_lora_free(l);
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for a LoRA adapter [%d x %d, r=%d]", out, in, r);
     }
@@ -61,7 +63,7 @@ pc_status pc_lora_reserve(pc_lora *l, int rows, pc_error *err)
 
 void pc_lora_free(pc_lora *l)
 {
-    free(l->A); free(l->dA); free(l->B); free(l->dB);
+    free(l->A); free(l->dA); free(l->B); free(l->dB); free(l->dBt);
     free(l->h); free(l->keep);
     free(l->m); free(l->dm); free(l->wnorm2); free(l->norm); free(l->c); free(l->Bt); free(l->z);
     memset(l, 0, sizeof *l);
@@ -73,27 +75,16 @@ static inline float keep_scale(const pc_lora *l)
     return 1.0f / (1.0f - l->dropout);
 }
 
-/* The LoRA branch input: x itself, or x_d = x * mask when dropout is active in training (a fresh mask;
- * the uniforms are drawn into xd, then replaced by x_d). */
-static const float *branch_input(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng)
+/* The dropout factors of the branch input in the last forward: 1/(1-p) where kept, 0 where dropped; none
+ * without dropout. */
+static pc_thin_mask branch_mask(const pc_lora *l)
 {
-    if (!training || l->dropout <= 0) return x;
-    long n = (long)rows * l->in;
-    const float p = l->dropout, scale = keep_scale(l);
-    uint8_t *keep = l->keep;
-    float *xd = l->xd;
-    pc_rng_fill_uniform(rng, xd, n, 0.0f, 1.0f);
-    #pragma omp parallel for schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) {
-        keep[i] = !(xd[i] < p);
-        xd[i] = x[i] * (keep[i] ? scale : 0.0f);
-    }
-    return l->xd;
+    return l->last_dropout ? (pc_thin_mask){ l->keep, keep_scale(l) } : (pc_thin_mask){ NULL, 1.0f };
 }
 
-/* x_d again, from x and the mask of the last forward, bit for bit as branch_input made it. */
-static const float *rebuild_branch_input(pc_lora *l, const float *x, int rows)
+const float *pc_lora_dropped_input(pc_lora *l, const float *x, int rows)
 {
+    if (!l->last_dropout) return x;
     long n = (long)rows * l->in;
     const float scale = keep_scale(l);
     const uint8_t *keep = l->keep;
@@ -103,19 +94,26 @@ static const float *rebuild_branch_input(pc_lora *l, const float *x, int rows)
     return l->xd;
 }
 
-const float *pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng)
+/* Bt = B^T [r, out], the layout kernels/thin reads B in. */
+static void transpose_B(float *Bt, const float *B, int out, int r)
 {
-    const float *xd = branch_input(l, x, rows, training, rng);
+    for (int o = 0; o < out; o++)
+        for (int k = 0; k < r; k++) Bt[(long)k * out + o] = B[(long)o * r + k];
+}
+
+void pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng)
+{
     l->last_dropout = training && l->dropout > 0;
-    pc_sgemm(false, true, rows, l->r, l->in, 1.0f, xd, l->in, l->A, l->in, 0.0f, l->h, l->r);
-    return xd;
+    if (l->last_dropout) pc_rng_fill_keep_bytes(rng, l->keep, (long)rows * l->in, l->dropout);
+    pc_thin_down(l->h, x, branch_mask(l), l->A, rows, l->in, l->r, 1.0f);
 }
 
 void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool training, pc_rng *rng)
 {
     pc_lora_down(l, x, rows, training, rng);
     /* y += s * h B^T */
-    pc_sgemm(false, true, rows, l->out, l->r, l->scaling, l->h, l->r, l->B, l->r, 1.0f, y, l->out);
+    transpose_B(l->Bt, l->B, l->out, l->r);
+    pc_thin_up(y, (pc_thin_mask){ NULL, 1.0f }, l->h, l->Bt, rows, l->out, l->r, l->scaling);
 }
 
 void pc_lora_apply_mask(const pc_lora *l, float *dx, const float *g, int rows)
@@ -129,23 +127,20 @@ void pc_lora_apply_mask(const pc_lora *l, float *dx, const float *g, int rows)
 
 void pc_lora_backward(pc_lora *l, float *dx, const float *dy, const float *x, int rows)
 {
-    const float *xd = l->last_dropout ? rebuild_branch_input(l, x, rows) : x;
-    float s = l->scaling;
-    /* dB += s * dy^T h   [out, r] */
-    pc_sgemm(true, false, l->out, l->r, rows, s, dy, l->out, l->h, l->r, 1.0f, l->dB, l->r);
-    /* g = s * dy B   [rows, r]  (reuses h, which is no longer needed) */
-    pc_sgemm(false, false, rows, l->r, l->out, s, dy, l->out, l->B, l->r, 0.0f, l->h, l->r);
-    /* dA += g^T x_d   [r, in] */
-    pc_sgemm(true, false, l->r, l->in, rows, 1.0f, l->h, l->r, xd, l->in, 1.0f, l->dA, l->in);
-    if (!dx) return;
-    if (!l->last_dropout) {
-        /* dx += g A */
-        pc_sgemm(false, false, rows, l->in, l->r, 1.0f, l->h, l->r, l->A, l->in, 1.0f, dx, l->in);
-        return;
-    }
-    /* dx += (g A) * mask, through the scratch buffer (x_d is no longer needed) */
-    pc_sgemm(false, false, rows, l->in, l->r, 1.0f, l->h, l->r, l->A, l->in, 0.0f, l->xd, l->in);
-    pc_lora_apply_mask(l, dx, l->xd, rows);
+    const int in = l->in, out = l->out, r = l->r;
+    const float s = l->scaling;
+    const pc_thin_mask none = { NULL, 1.0f };
+    /* dB += s dy^T h, summed as dB^T = s h^T dy [r, out] and added transposed */
+    memset(l->dBt, 0, sizeof(float) * (size_t)r * (size_t)out);
+    pc_thin_grad(l->dBt, l->h, dy, none, rows, out, r, s);
+    for (int o = 0; o < out; o++)
+        for (int k = 0; k < r; k++) l->dB[(long)o * r + k] += l->dBt[(long)k * out + o];
+    /* g = s dy B [rows, r], into h (no longer needed) */
+    transpose_B(l->Bt, l->B, out, r);
+    pc_thin_down(l->h, dy, none, l->Bt, rows, out, r, s);
+    /* dA += g^T x_d, and dx += (g A) * mask: x_d and the masked product formed as they are read */
+    pc_thin_grad(l->dA, l->h, x, branch_mask(l), rows, in, r, 1.0f);
+    if (dx) pc_thin_up(dx, branch_mask(l), l->h, l->A, rows, in, r, 1.0f);
 }
 
 /* ---------- Delta W = B A, formed a chunk at a time ---------- */
@@ -171,12 +166,6 @@ static void delta_of_col(float *d, const float *A, const float *Bt, int r, int i
         #pragma omp simd
         for (int j = 0; j < n; j++) d[j] += b[j] * ak;
     }
-}
-
-static void transpose_B(float *Bt, const float *B, int out, int r)
-{
-    for (int o = 0; o < out; o++)
-        for (int k = 0; k < r; k++) Bt[(long)k * out + o] = B[(long)o * r + k];
 }
 
 static int min_int(int a, int b) { return a < b ? a : b; }

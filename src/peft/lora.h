@@ -26,9 +26,9 @@ typedef struct pc_lora {
     int cap_rows;
     float *h;           /* [rows, r]   = x_d A^T */
     uint8_t *keep;      /* [rows, in]  dropout mask: 1 kept (scaled by 1/(1-p)), 0 dropped; only when dropout > 0 */
-    /* [rows, in] scratch for the dropped-out input x_d, not owned: the caller points it at a buffer its
-     * adapters share (nn/linear: the model's pc_scratch) before each forward and backward when dropout > 0.
-     * Backward rebuilds x_d from x and keep, so only a byte per input stays per adapter between passes. */
+    /* [rows, in] scratch for the dropped-out input x_d, which only DoRA forms (pc_lora_dropped_input); not
+     * owned: the caller points it at a buffer its adapters share (nn/linear: the model's pc_scratch). LoRA's
+     * own products apply the mask as they read x, so only a byte per input stays per adapter between passes. */
     float *xd;
     bool last_dropout;  /* whether the last forward applied dropout */
     /* DoRA only (pc_dora_init; all NULL for plain LoRA). */
@@ -36,7 +36,7 @@ typedef struct pc_lora {
     double *wnorm2;     /* [out] squared row norms of the frozen base weight */
     float *norm;        /* [out] ||W + s B A|| per output row, from the last forward */
     float *c;           /* [out] m / norm, from the last forward */
-    float *Bt;          /* [r, out] scratch for a base weight stored [in, out]; else NULL */
+    float *Bt, *dBt;    /* [r, out] scratch: B^T for kernels/thin (and DoRA's norms), the step's dB^T */
     float *z;           /* [rows, out] the rescaled part x_d W^T + s x_d A^T B^T of the last forward */
 } pc_lora;
 
@@ -66,8 +66,10 @@ pc_status pc_lora_reserve(pc_lora *l, int rows, pc_error *err);
 void pc_lora_free(pc_lora *l);
 
 /* The down projection h = x_d A^T of a forward, saved for backward; x_d = x, or dropout(x) when
- * training with p > 0 (fresh mask from rng). Returns x_d. */
-const float *pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng);
+ * training with p > 0 (fresh mask from rng, kept in l->keep). */
+void pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng);
+/* x_d of the last forward: x itself without dropout, else x * mask formed into l->xd. */
+const float *pc_lora_dropped_input(pc_lora *l, const float *x, int rows);
 /* y[rows, out] += s * (x_d A^T) B^T. training: dropout on (p > 0 draws a fresh mask from rng). */
 void pc_lora_forward(pc_lora *l, float *y, const float *x, int rows, bool training, pc_rng *rng);
 /* dx[rows, in] += g * mask of the last forward (which applied dropout). */
