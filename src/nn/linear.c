@@ -80,7 +80,8 @@ pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_er
     if (lin->lora) PC_TRY(pc_lora_reserve(lin->lora, rows, err));
     PC_TRY(pack_frozen(lin, err));
     size_t bytes = lin->q4 ? pc_q4_scratch_bytes(lin->q4, rows, lin->q4_compute, omp_get_max_threads()) : 0;
-    size_t xd = lin->lora && lin->lora->dropout > 0 ? (size_t)rows * (size_t)lin->in : 0;
+    /* only DoRA forms x_d (LoRA's products mask x as they read it) */
+    size_t xd = lin->lora && lin->lora->m && lin->lora->dropout > 0 ? (size_t)rows * (size_t)lin->in : 0;
     PC_TRY(grow_scratch(scratch, bytes, xd, err));
     lin->scratch = scratch;
     return PEFTC_OK;

@@ -15,7 +15,7 @@
 #include "peft/lora.h"
 
 /* Scratch shared by the Linears of one model (one Linear runs at a time): the fused 4-bit products' buffer,
- * and the LoRA branch's dropped-out input x_d (rows * in floats, pc_lora.xd). */
+ * and the dropped-out input x_d of a DoRA branch with dropout (rows * in floats, pc_lora.xd). */
 typedef struct pc_scratch {
     void *p;
     size_t bytes;

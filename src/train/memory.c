@@ -44,7 +44,7 @@ static double weight_bytes(const pc_model *m)
 }
 
 /* LoRA branch buffers (pc_lora_reserve: h, a byte of dropout mask per input, DoRA's z) and the Linears'
- * shared scratch (4-bit products, the dropped-out input). */
+ * shared scratch (4-bit products, DoRA's dropped-out input). */
 static double branch_bytes(const pc_model *m)
 {
     double b = (double)m->scratch.bytes + 4.0 * (double)m->scratch.xd_floats;
