@@ -174,12 +174,16 @@ static inline __attribute__((always_inline)) void fill_group(const pc_rng *s, lo
     for (int k = 0; k < 4; k++)
         for (int l = 0; l < LANES; l++) u[k][l] = map_unit(map, word_to_unit(w[k][l]));
     const long i0 = g * per_group - skip;   /* the draw word 0 of lane 0 is */
-    if (i0 >= 0 && i0 + per_group <= n) {    /* all inside: a plain interleaving the compiler vectorises */
+    if (i0 >= 0 && i0 + per_group <= n && !bytes) {   /* all inside: a plain interleaving the compiler vectorises */
         for (int l = 0; l < LANES; l++)
-            for (int k = 0; k < 4; k++) {
-                if (bytes) bytes[i0 + 4 * l + k] = u[k][l] != 0.0f;
-                else dst[i0 + 4 * l + k] = u[k][l];
-            }
+            for (int k = 0; k < 4; k++) dst[i0 + 4 * l + k] = u[k][l];
+        return;
+    }
+    if (i0 >= 0 && i0 + per_group <= n) {   /* bytes: interleaved, then compared in one contiguous loop */
+        float t[4 * LANES];
+        for (int l = 0; l < LANES; l++)
+            for (int k = 0; k < 4; k++) t[4 * l + k] = u[k][l];
+        for (int i = 0; i < 4 * LANES; i++) bytes[i0 + i] = t[i] != 0.0f;
         return;
     }
     for (int l = 0; l < LANES; l++)
