@@ -27,8 +27,8 @@ TEST(nn_gelu_known_values)
                              -0.00404969409489031, 0.34573123063700656};
     const double tanh_form[6] = {0, 0.8411919906082768, -0.15880800939172324, 1.954597694087775,
                                  -0.0036373920817729943, 0.34571400982514394};
-    float y[6];
-    pc_gelu_forward(y, x, 6);
+    float y[6], slope[6];
+    pc_gelu_forward(y, slope, x, 6);
     for (int i = 0; i < 6; i++) CHECK_NEAR(y[i], exact[i], 1e-6);
     pc_gelu_tanh_forward(y, x, 6);
     for (int i = 0; i < 6; i++) CHECK_NEAR(y[i], tanh_form[i], 1e-6);
@@ -40,10 +40,10 @@ TEST(nn_gelu_known_values)
 TEST(nn_gelu_matches_double_precision_across_range)
 {
     enum { N = 24001 };
-    static float x[N], y[N], dx[N], ones[N];
+    static float x[N], y[N], dx[N], slope[N], ones[N];
     for (int i = 0; i < N; i++) { x[i] = -12.0f + 0.001f * (float)i; ones[i] = 1.0f; }
-    pc_gelu_forward(y, x, N);
-    pc_gelu_backward(dx, ones, x, N);
+    pc_gelu_forward(y, slope, x, N);
+    pc_gelu_backward(dx, ones, slope, N);
     double worst_y = 0, worst_d = 0;
     for (int i = 0; i < N; i++) {
         double xi = x[i], cdf = 0.5 * erfc(-xi / sqrt(2.0)), pdf = exp(-0.5 * xi * xi) / sqrt(2 * M_PI);
@@ -89,8 +89,39 @@ TEST(nn_relu_silu_known_values)
     const float big[2] = {-100, 100};
     pc_silu_forward(y, big, 2);
     CHECK(y[0] == 0 && y[1] == 100);
-    pc_gelu_forward(y, big, 2);
+    float slope[2];
+    pc_gelu_forward(y, slope, big, 2);
     CHECK(y[0] == 0 && y[1] == 100);
+    CHECK(slope[0] == 0 && slope[1] == 1);
+}
+
+/* The slope may overwrite the input (DistilBERT keeps it in place of lin1's output): the same values. */
+TEST(nn_gelu_slope_in_place_equals_separate)
+{
+    enum { N = 40000 };   /* above the parallel threshold */
+    static float x[N], y[N], slope[N], y2[N];
+    for (int i = 0; i < N; i++) x[i] = -6.0f + 12.0f * (float)i / N;
+    pc_gelu_forward(y, slope, x, N);
+    pc_gelu_forward(y2, x, x, N);
+    CHECK(memcmp(y, y2, sizeof y) == 0);
+    CHECK(memcmp(slope, x, sizeof x) == 0);
+}
+
+/* GELU in the shape of the other activations, for the finite-difference table: the slope kept aside. */
+static void gelu_forward_only(float *y, const float *x, long n)
+{
+    float slope[64];
+    for (long i0 = 0; i0 < n; i0 += 64) pc_gelu_forward(y + i0, slope, x + i0, n - i0 < 64 ? n - i0 : 64);
+}
+
+static void gelu_backward_from_x(float *dx, const float *dy, const float *x, long n)
+{
+    float y[64], slope[64];
+    for (long i0 = 0; i0 < n; i0 += 64) {
+        long m = n - i0 < 64 ? n - i0 : 64;
+        pc_gelu_forward(y, slope, x + i0, m);
+        pc_gelu_backward(dx + i0, dy + i0, slope, m);
+    }
 }
 
 enum { ACT_N = 41 };
@@ -122,7 +153,7 @@ TEST(nn_activation_gradients_match_finite_differences)
     float dx[ACT_N];
     struct { const char *name; void (*fwd)(float *, const float *, long);
              void (*bwd)(float *, const float *, const float *, long); } fns[3] = {
-        {"gelu", pc_gelu_forward, pc_gelu_backward},
+        {"gelu", gelu_forward_only, gelu_backward_from_x},
         {"gelu_tanh", pc_gelu_tanh_forward, pc_gelu_tanh_backward},
         {"silu", pc_silu_forward, pc_silu_backward},
     };

@@ -32,7 +32,7 @@ typedef struct layer_acts {
     float *attn_saved;               /* what attention backward needs (pc_attention_saved_floats) */
     float *attn_drop;                /* [B, H, T, T] when attention dropout is on */
     float *s1, *sa, *sa_mean, *sa_rstd;
-    float *f1, *g;                   /* [N, F] lin1 output, activation output */
+    float *f1, *g;                   /* [N, F] lin1 output (with GELU: its slope, written over it), activation output */
     float *ffn_drop;                 /* [N, D] dropout mask after lin2 */
     float *s2, *out, *out_mean, *out_rstd;
 } layer_acts;
@@ -314,7 +314,7 @@ static void layer_forward(dbert *d, dbert_layer *L, const float *x, const pc_bat
     pc_layernorm_forward(a->sa, a->sa_mean, a->sa_rstd, a->s1, L->ln_sa.w, L->ln_sa.b, N, D, LN_EPS);
     pc_linear_forward(&L->ff1, a->f1, a->sa, N, training, rng);
     if (c->relu) pc_relu_forward(a->g, a->f1, (long)N * c->hidden_dim);
-    else pc_gelu_forward(a->g, a->f1, (long)N * c->hidden_dim);
+    else pc_gelu_forward(a->g, a->f1, a->f1, (long)N * c->hidden_dim);
     pc_linear_forward(&L->ff2, a->s2, a->g, N, training, rng);
     pc_dropout_forward(a->s2, a->ffn_drop, a->s2, (long)N * D, c->dropout, training, rng);
     pc_vec_add(a->s2, a->sa, (long)N * D);

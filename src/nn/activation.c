@@ -24,23 +24,24 @@ static inline float normal_cdf(float x)
     return x < 0 ? half_erfc : upper;   /* both sides computed: a select the loops can vectorise */
 }
 
-void pc_gelu_forward(float *y, const float *x, long n)
-{
-    pc_op_begin(PC_OP_ACTIVATION);
-    #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
-    for (long i = 0; i < n; i++) y[i] = x[i] * normal_cdf(x[i]);
-    pc_op_end();
-}
-
 /* d/dx [x Phi(x)] = Phi(x) + x phi(x), phi the standard normal density. */
-void pc_gelu_backward(float *dx, const float *dy, const float *x, long n)
+void pc_gelu_forward(float *y, float *slope, const float *x, long n)
 {
     pc_op_begin(PC_OP_ACTIVATION);
     #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
     for (long i = 0; i < n; i++) {
-        float pdf = INV_SQRT_2PI * pc_exp_nonpositive(-0.5f * x[i] * x[i]);
-        dx[i] = dy[i] * (normal_cdf(x[i]) + x[i] * pdf);
+        const float xi = x[i], cdf = normal_cdf(xi), pdf = INV_SQRT_2PI * pc_exp_nonpositive(-0.5f * xi * xi);
+        y[i] = xi * cdf;
+        slope[i] = cdf + xi * pdf;
     }
+    pc_op_end();
+}
+
+void pc_gelu_backward(float *dx, const float *dy, const float *slope, long n)
+{
+    pc_op_begin(PC_OP_ACTIVATION);
+    #pragma omp parallel for simd schedule(static) if (n >= PC_PARALLEL_MIN)
+    for (long i = 0; i < n; i++) dx[i] = dy[i] * slope[i];
     pc_op_end();
 }
 
