@@ -190,7 +190,7 @@ static void run_frozen(impl which, bool dx, int M, int in, int out, const float 
 {
     if (which == IMPL_OPENBLAS && !dx) pc_sgemm(false, true, M, out, in, 1.0f, a, in, W, in, 0.0f, c, out);
     else if (which == IMPL_OPENBLAS) pc_sgemm(false, false, M, in, out, 1.0f, a, out, W, in, 0.0f, c, in);
-    else if (!dx) pc_packed_xwT(pw, a, M, c, false);
+    else if (!dx) pc_packed_xwT(pw, a, M, c, NULL, false);
     else pc_packed_dyW(pw, a, M, c, false);
 }
 

@@ -76,7 +76,7 @@ static void check_linear(lin_shape s, bool w_in_out, pc_pack_dtype dtype, const 
     for (int acc = 0; acc < 2; acc++) {
         memcpy(y, y0, sizeof(float) * (size_t)s.rows * s.out);
         memcpy(dx, dx0, sizeof(float) * (size_t)s.rows * s.in);
-        pc_packed_xwT(&p, x, s.rows, y, acc);
+        pc_packed_xwT(&p, x, s.rows, y, NULL, acc);
         pc_packed_dyW(&p, dy, s.rows, dx, acc);
         /* forward B[k=i][n=o] = W[o][i] ([out, in]) or W[i][o]; backward B[k=o][n=i] the other way */
         long bad_y = compare(x, s.rows, s.in, s.out, W, !w_in_out, ldw, bf16, y0, y, acc);
@@ -84,6 +84,12 @@ static void check_linear(lin_shape s, bool w_in_out, pc_pack_dtype dtype, const 
         CHECK_MSG(bad_y == 0 && bad_dx == 0, "%s rows %d in %d out %d w_in_out %d accumulate %d: %ld y and %ld dx wrong",
                   kernel, s.rows, s.in, s.out, w_in_out, acc, bad_y, bad_dx);
     }
+    /* with a bias: y = x W^T + b on every row, checked as an accumulation onto rows of b */
+    for (long i = 0; i < (long)s.rows * s.out; i++) y0[i] = dy[i % s.out];
+    pc_packed_xwT(&p, x, s.rows, y, dy, false);
+    long bad_b = compare(x, s.rows, s.in, s.out, W, !w_in_out, ldw, bf16, y0, y, true);
+    CHECK_MSG(bad_b == 0, "%s rows %d in %d out %d w_in_out %d with bias: %ld y wrong", kernel, s.rows, s.in, s.out,
+              w_in_out, bad_b);
     pc_packed_weight_free(&p);
     free(W); free(x); free(dy); free(y); free(y0); free(dx); free(dx0);
 }
@@ -120,11 +126,11 @@ TEST(pgemm_bf16_rounds_the_inputs)
     pc_packed_weight p;
     pc_error err = { 0 };
     CHECK(pc_pack_weight(&p, &w, false, 1, 1, PC_PACK_BF16, &err) == PEFTC_OK);
-    pc_packed_xwT(&p, &x, 1, &y, false);
+    pc_packed_xwT(&p, &x, 1, &y, NULL, false);
     CHECK(y == 1.0f);
     pc_packed_weight_free(&p);
     CHECK(pc_pack_weight(&p, &w, false, 1, 1, PC_PACK_F32, &err) == PEFTC_OK);
-    pc_packed_xwT(&p, &x, 1, &y, false);
+    pc_packed_xwT(&p, &x, 1, &y, NULL, false);
     CHECK(y == x);
     pc_packed_weight_free(&p);
 }

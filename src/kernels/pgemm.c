@@ -393,6 +393,7 @@ typedef struct {
     float *C;
     int ldc;
     bool accumulate;
+    const float *bias;   /* [N] or NULL: the start of C's sums in place of zeros (accumulate false) */
     pc_isa isa;
     micro_kernel *kernel;
 } product;
@@ -408,7 +409,8 @@ static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_
         int mc = m_hi - m0 < MC ? m_hi - m0 : MC;
         for (int s0 = 0; s0 < B->steps; s0 += KC) {
             int ks = B->steps - s0 < KC ? B->steps - s0 : KC;
-            bool load_c = s0 > 0 || pr->accumulate;
+            /* the first reduction block starts from C (accumulate), the bias, or zeros; later ones from C */
+            const bool from_bias = s0 == 0 && pr->bias, load_c = s0 > 0 || pr->accumulate || from_bias;
             pack_a(pr->isa, pr->A, pr->lda, pr->M, B->K, B->dtype, m0, mc, s0, ks, Ap);
             for (int p = p_lo; p < p_hi; p++) {
                 const uint32_t *panel = B->data + (size_t)s0 * B->npad + (size_t)p * ks * NR;
@@ -416,11 +418,17 @@ static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_
                 for (int i = 0; i < mc; i += MR) {
                     int mr = mc - i < MR ? mc - i : MR;
                     float *c = pr->C + (long)(m0 + i) * pr->ldc + n0;
-                    if (mr == MR && nr == NR) {
+                    /* the bias goes into the tile just before its kernel loads it (from L1) */
+                    const bool whole = mr == MR && nr == NR;
+                    float *tile = whole ? c : edge;
+                    const long ld = whole ? pr->ldc : NR;
+                    for (int r = 0; from_bias && r < mr; r++) memcpy(tile + r * ld, pr->bias + n0, sizeof(float) * nr);
+                    if (whole) {
                         pr->kernel(ks, Ap + (size_t)i * ks, panel, c, pr->ldc, load_c);
                         continue;
                     }
-                    for (int r = 0; load_c && r < mr; r++) memcpy(edge + r * NR, c + (long)r * pr->ldc, sizeof(float) * nr);
+                    for (int r = 0; load_c && !from_bias && r < mr; r++)
+                        memcpy(edge + r * NR, c + (long)r * pr->ldc, sizeof(float) * nr);
                     pr->kernel(ks, Ap + (size_t)i * ks, panel, edge, NR, load_c);
                     for (int r = 0; r < mr; r++) memcpy(c + (long)r * pr->ldc, edge + r * NR, sizeof(float) * nr);
                 }
@@ -429,15 +437,19 @@ static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_
     }
 }
 
-void pc_pgemm(const float *A, int lda, int M, const pc_packed_b *B, float *C, int ldc, bool accumulate)
+void pc_pgemm(const float *A, int lda, int M, const pc_packed_b *B, float *C, int ldc, bool accumulate,
+              const float *bias)
 {
     if (M <= 0 || B->N <= 0) return;
     if (B->K == 0) {
-        for (int m = 0; !accumulate && m < M; m++) memset(C + (long)m * ldc, 0, sizeof(float) * (size_t)B->N);
+        for (int m = 0; !accumulate && m < M; m++) {
+            if (bias) memcpy(C + (long)m * ldc, bias, sizeof(float) * (size_t)B->N);
+            else memset(C + (long)m * ldc, 0, sizeof(float) * (size_t)B->N);
+        }
         return;
     }
     pc_isa isa = kernel_isa(B->dtype);
-    product pr = { A, lda, M, B, C, ldc, accumulate, isa, kernel_for(isa, B->dtype) };
+    product pr = { A, lda, M, B, C, ldc, accumulate, accumulate ? NULL : bias, isa, kernel_for(isa, B->dtype) };
     int panels = B->npad / NR;
     int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     /* Split the rows, so that each thread packs only its own A; or the columns, so that each streams only its
@@ -480,12 +492,12 @@ void pc_packed_weight_free(pc_packed_weight *p)
     pc_packed_b_free(&p->bwd);
 }
 
-void pc_packed_xwT(const pc_packed_weight *p, const float *x, int rows, float *y, bool accumulate)
+void pc_packed_xwT(const pc_packed_weight *p, const float *x, int rows, float *y, const float *bias, bool accumulate)
 {
-    pc_pgemm(x, p->in, rows, &p->fwd, y, p->out, accumulate);
+    pc_pgemm(x, p->in, rows, &p->fwd, y, p->out, accumulate, bias);
 }
 
 void pc_packed_dyW(const pc_packed_weight *p, const float *dy, int rows, float *dx, bool accumulate)
 {
-    pc_pgemm(dy, p->out, rows, &p->bwd, dx, p->in, accumulate);
+    pc_pgemm(dy, p->out, rows, &p->bwd, dx, p->in, accumulate, NULL);
 }

@@ -48,8 +48,10 @@ pc_status pc_pack_b(pc_packed_b *b, const float *src, int ld, bool transposed, i
                     pc_error *err);
 void pc_packed_b_free(pc_packed_b *b);
 
-/* C[M, N] (=, or += when accumulate) A[M, K] · B, A row-major with leading dimension lda. */
-void pc_pgemm(const float *A, int lda, int M, const pc_packed_b *B, float *C, int ldc, bool accumulate);
+/* C[M, N] (=, or += when accumulate) A[M, K] · B, A row-major with leading dimension lda; without accumulate,
+ * plus bias[N] on every row when bias is not NULL. */
+void pc_pgemm(const float *A, int lda, int M, const pc_packed_b *B, float *C, int ldc, bool accumulate,
+              const float *bias);
 
 /* A frozen Linear weight in both directions' packings. src is the weight it was packed from. */
 typedef struct pc_packed_weight {
@@ -63,8 +65,9 @@ pc_status pc_pack_weight(pc_packed_weight *p, const float *W, bool w_in_out, int
                          pc_error *err);
 void pc_packed_weight_free(pc_packed_weight *p);
 
-/* y[rows, out] (=, or +=) x[rows, in] · Wᵀ;  dx[rows, in] (=, or +=) dy[rows, out] · W. */
-void pc_packed_xwT(const pc_packed_weight *p, const float *x, int rows, float *y, bool accumulate);
+/* y[rows, out] (=, or +=) x[rows, in] · Wᵀ (+ bias[out] when not NULL and not accumulating);
+ * dx[rows, in] (=, or +=) dy[rows, out] · W. */
+void pc_packed_xwT(const pc_packed_weight *p, const float *x, int rows, float *y, const float *bias, bool accumulate);
 void pc_packed_dyW(const pc_packed_weight *p, const float *dy, int rows, float *dx, bool accumulate);
 
 #endif

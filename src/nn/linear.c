@@ -114,8 +114,7 @@ static void forward_4bit(const pc_linear *lin, float *y, const float *x, int row
 
 static void forward_packed(const pc_linear *lin, const pc_packed_weight *p, float *y, const float *x, int rows)
 {
-    for (int r = 0; lin->b && r < rows; r++) memcpy(y + (long)r * lin->out, lin->b, sizeof(float) * (size_t)lin->out);
-    pc_packed_xwT(p, x, rows, y, lin->b != NULL);
+    pc_packed_xwT(p, x, rows, y, lin->b, false);
 }
 
 void pc_linear_forward(pc_linear *lin, float *y, const float *x, int rows, bool training, pc_rng *rng)

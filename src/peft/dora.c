@@ -29,7 +29,7 @@ pc_status pc_dora_init(pc_lora *l, const pc_base_weight *w, pc_error *err)
 static void times_wT(float *C, const float *X, const pc_base_weight *w, int rows, int in, int out)
 {
     if (w->q4) pc_q4_matmul_xwT(w->q4, w->q4_compute, X, rows, C, false, w->scratch, w->scratch_bytes, NULL);
-    else if (w->packed) pc_packed_xwT(w->packed, X, rows, C, false);
+    else if (w->packed) pc_packed_xwT(w->packed, X, rows, C, NULL, false);
     else if (w->w_in_out) pc_sgemm(false, false, rows, out, in, 1.0f, X, in, w->W, out, 0.0f, C, out);
     else pc_sgemm(false, true, rows, out, in, 1.0f, X, in, w->W, in, 0.0f, C, out);
 }
