@@ -4,6 +4,8 @@
  *   bench_llama prepare            writes the fp32 model (once) and its nf4 + double-quant copy (once)
  *   bench_llama lora [steps]       fp32 base, LoRA r=16 alpha 32 dropout 0.05 on q/k/v_proj, adamw_torch
  *   bench_llama qlora [steps]      the nf4 copy, bf16 compute, paged_adamw_8bit, gradient checkpointing
+ *   option --bf16                  (training) the other frozen Linears (lm_head) in bf16 too, as the Trainer's
+ *                                  bf16: true (TrainingArguments(bf16=True)) runs them
  *   bench_llama generate fp32|nf4  greedy decode of 128 tokens after a 16-token prompt
  *   option --dir DIR               the fp32 model directory (default /tmp/peftc-bench-tinyllama); the 4-bit
  *                                  copy lives in DIR-nf4
@@ -27,6 +29,7 @@
 #include "formats/safetensors.h"
 #include "kernels/gemm.h"
 #include "kernels/gemm4.h"
+#include "kernels/pgemm.h"
 #include "models/llama.h"
 #include "models/merge.h"
 #include "models/model.h"
@@ -342,7 +345,7 @@ static void print_training(const char *name, int steps, const phase_times *t, do
     print_result(name, (double)SEQ * steps / elapsed, elapsed / steps, SEQ / t->fastest);
 }
 
-static pc_status train(bool qlora, int steps, const char *dir, pc_error *err)
+static pc_status train(bool qlora, bool bf16, int steps, const char *dir, pc_error *err)
 {
     const char *optim = qlora ? "paged_adamw_8bit" : "adamw_torch";
     pc_model *m = NULL;
@@ -351,6 +354,7 @@ static pc_status train(bool qlora, int steps, const char *dir, pc_error *err)
     static int32_t ids[SEQ];
     static uint8_t mask[SEQ];
     pc_status s = load(dir, qlora, &m, err);
+    for (int i = 0; !s && bf16 && i < m->n_linears; i++) m->linears[i]->pack_dtype = PC_PACK_BF16;
     if (!s) {
         m->gradient_checkpointing = qlora;   /* prepare_model_for_kbit_training turns it on */
         s = apply_lora(m, &p, err);
@@ -360,6 +364,8 @@ static pc_status train(bool qlora, int steps, const char *dir, pc_error *err)
     if (!s) s = pc_optimizer_create(optim, &p->trainable, &oa, &opt, err);
     if (!s) {
         print_setup(m, p, dir, qlora, optim);
+        if (bf16) printf("bf16: true: the frozen fp32 Linears (lm_head) packed in bf16, %s\n",
+                         pc_pgemm_kernel_name(PC_PACK_BF16));
         printf("peak RSS after load + reserve: %.0f MB\n", peak_rss_mb());
         random_ids(ids, SEQ, m->vocab_size, "bench_batch");
         memset(mask, 1, sizeof mask);
@@ -371,7 +377,8 @@ static pc_status train(bool qlora, int steps, const char *dir, pc_error *err)
     if (!s) printf("warm-up step: %.3f s, loss %.4f\n", warm.fastest, loss);
     double start = now_seconds();
     for (int i = 0; !s && i < steps; i++) s = train_step(m, p, opt, &b, &t, &loss, err);
-    if (!s) print_training(qlora ? "peftc-qlora" : "peftc-lora", steps, &t, now_seconds() - start, loss);
+    const char *name = qlora ? (bf16 ? "peftc-qlora-bf16" : "peftc-qlora") : (bf16 ? "peftc-lora-bf16" : "peftc-lora");
+    if (!s) print_training(name, steps, &t, now_seconds() - start, loss);
     pc_optimizer_free(opt);
     pc_peft_model_free(p);
     pc_model_free(m);
@@ -423,7 +430,7 @@ static pc_status generate(bool nf4, const char *dir, pc_error *err)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: bench_llama [--dir DIR] prepare | lora [steps >= 1] | qlora [steps >= 1] | "
+    fprintf(stderr, "usage: bench_llama [--dir DIR] prepare | [--bf16] lora [steps >= 1] | [--bf16] qlora [steps >= 1] | "
                     "generate fp32|nf4\n");
     return 2;
 }
@@ -432,8 +439,10 @@ int main(int argc, char **argv)
 {
     const char *dir = DEFAULT_DIR, *pos[2] = { NULL, NULL };
     int n_pos = 0;
+    bool bf16 = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (strcmp(argv[i], "--bf16") == 0) bf16 = true;
         else if (n_pos < 2) pos[n_pos++] = argv[i];
         else return usage();
     }
@@ -446,7 +455,7 @@ int main(int argc, char **argv)
     pc_status s;
     if (strcmp(mode, "prepare") == 0 && !pos[1]) s = prepare(dir, nf4_dir, &err);
     else if ((strcmp(mode, "lora") == 0 || strcmp(mode, "qlora") == 0) && steps >= 1)
-        s = train(mode[0] == 'q', steps, mode[0] == 'q' ? nf4_dir : dir, &err);
+        s = train(mode[0] == 'q', bf16, steps, mode[0] == 'q' ? nf4_dir : dir, &err);
     else if (strcmp(mode, "generate") == 0 && pos[1] && (!strcmp(pos[1], "fp32") || !strcmp(pos[1], "nf4")))
         s = generate(pos[1][0] == 'n', pos[1][0] == 'n' ? nf4_dir : dir, &err);
     else return usage();

@@ -33,6 +33,7 @@ typedef struct llama_layer {
     pc_linear q, k, v, o, gate, up, down;
     pc_norm in_norm, post_norm;
     layer_acts a;
+    pc_rng mlp_rng;                  /* dropout stream state where the MLP started (to recompute it alike) */
     float *k_cache, *v_cache;        /* [max_ctx, kv_dim] for generation */
 } llama_layer;
 
@@ -47,7 +48,6 @@ typedef struct llama {
     float *rope_cos, *rope_sin;      /* [max_pos, head_dim] */
     int cap_B, cap_T, cache_cap, cache_len;
     bool training;                   /* mode of the last forward */
-    pc_rng *layer_rng;               /* dropout stream state at each block's start (for recomputation) */
     float *x0, *xf, *rstd_f, *probs;
     int32_t *shift_labels;
     float *d_cur, *d_tmp, *d_q, *d_k, *d_v, *d_i1, *d_i2, *d_i3, *attn_scratch;
@@ -212,17 +212,25 @@ static pc_status load_head(llama *l, pc_error *err)
 
 /* ---------- activations ---------- */
 
-static bool alloc_layer_acts(pc_owned *o, layer_acts *a, const pc_llama_config *c, long N, long att)
+/* What the attention half of a block leaves for its backward: q, k, v, the attention's saved state, ctx, and
+ * h = x + o(ctx); and the block output. */
+static bool alloc_attention_acts(pc_owned *o, layer_acts *a, const pc_llama_config *c, long N, long att)
 {
     long H = c->hidden, dq = (long)c->n_heads * c->head_dim, dkv = (long)c->n_kv_heads * c->head_dim;
-    long I = c->intermediate;
-    return (a->n1 = pc_owned_alloc(o, N * H)) && (a->rstd1 = pc_owned_alloc(o, N)) &&
-           (a->q = pc_owned_alloc(o, N * dq)) && (a->k = pc_owned_alloc(o, N * dkv)) &&
+    return (a->q = pc_owned_alloc(o, N * dq)) && (a->k = pc_owned_alloc(o, N * dkv)) &&
            (a->v = pc_owned_alloc(o, N * dkv)) && (a->attn_saved = pc_owned_alloc(o, att)) &&
            (a->ctx = pc_owned_alloc(o, N * dq)) && (a->h = pc_owned_alloc(o, N * H)) &&
+           (a->out = pc_owned_alloc(o, N * H));
+}
+
+/* The norms' outputs and the MLP's activations (which gradient checkpointing recomputes). */
+static bool alloc_mlp_acts(pc_owned *o, layer_acts *a, const pc_llama_config *c, long N)
+{
+    long H = c->hidden, I = c->intermediate;
+    return (a->n1 = pc_owned_alloc(o, N * H)) && (a->rstd1 = pc_owned_alloc(o, N)) &&
            (a->n2 = pc_owned_alloc(o, N * H)) && (a->rstd2 = pc_owned_alloc(o, N)) &&
            (a->g = pc_owned_alloc(o, N * I)) && (a->u = pc_owned_alloc(o, N * I)) &&
-           (a->a = pc_owned_alloc(o, N * I)) && (a->out = pc_owned_alloc(o, N * H));
+           (a->a = pc_owned_alloc(o, N * I));
 }
 
 static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
@@ -247,13 +255,13 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (l->d_v = pc_owned_alloc(o, N * wide)) && (l->d_i1 = pc_owned_alloc(o, N * I)) &&
         (l->d_i2 = pc_owned_alloc(o, N * I)) && (l->d_i3 = pc_owned_alloc(o, N * I)) &&
         (l->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, c->n_heads, c->n_kv_heads, c->head_dim, false)));
+    /* with gradient checkpointing the blocks share one set of norm and MLP activations (recomputed in backward);
+     * each keeps its own attention half (not recomputed: 10 KB a token a block for TinyLlama) */
     for (int i = 0; ok && i < c->n_layers; i++) {
-        if (m->gradient_checkpointing && i > 0) {  /* one shared set of activations, own block output */
-            l->layers[i].a = l->layers[0].a;
-            ok = (l->layers[i].a.out = pc_owned_alloc(o, N * H)) != NULL;
-        } else {
-            ok = alloc_layer_acts(o, &l->layers[i].a, c, N, att);
-        }
+        layer_acts *a = &l->layers[i].a;
+        if (m->gradient_checkpointing && i > 0) *a = l->layers[0].a;
+        else ok = alloc_mlp_acts(o, a, c, N);
+        ok = ok && alloc_attention_acts(o, a, c, N, att);
     }
     for (int i = 0; ok && i < m->n_linears; i++)
         if (pc_linear_reserve(m->linears[i], (int)N, &m->scratch, err) != PEFTC_OK) ok = false;
@@ -281,17 +289,12 @@ static float attn_scale(const pc_llama_config *c) { return 1.0f / sqrtf((float)c
 
 static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
 
-/* recompute: the block runs again for its backward (gradient checkpointing). It then stops after gate/up when
- * down_proj has nothing to train: the block's output is stored already (the next block's input), and down's
- * input gradient needs only dL/dout, not down's input. */
-static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng,
-                          bool recompute)
+/* h = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))) */
+static void attention_half(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng)
 {
     const pc_llama_config *c = &l->cfg;
     layer_acts *a = &L->a;
-    int N = b->B * b->T, H = c->hidden;
-    long NI = (long)N * c->intermediate;
-    pc_rmsnorm_forward(a->n1, a->rstd1, x, L->in_norm.w, N, H, c->rms_norm_eps);
+    int N = b->B * b->T;
     pc_linear_forward(&L->q, a->q, a->n1, N, training, rng);
     pc_linear_forward(&L->k, a->k, a->n1, N, training, rng);
     pc_linear_forward(&L->v, a->v, a->n1, N, training, rng);
@@ -300,7 +303,27 @@ static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_bat
     pc_attention_forward(a->ctx, a->attn_saved, a->q, a->k, a->v, b->attention_mask, NULL, b->B, b->T, c->n_heads,
                          c->n_kv_heads, c->head_dim, attn_scale(c), true, l->attn_scratch);
     pc_linear_forward(&L->o, a->h, a->ctx, N, training, rng);
-    pc_vec_add(a->h, x, (long)N * H);
+    pc_vec_add(a->h, x, (long)N * c->hidden);
+}
+
+/* recompute: the block runs again for its backward (gradient checkpointing). Its attention half was kept, so
+ * only the norms and the MLP run again, from the dropout stream state the MLP first started from; and they stop
+ * after gate/up when down_proj has nothing to train: the block's output is stored already (the next block's
+ * input), and down's input gradient needs only dL/dout, not down's input. */
+static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng,
+                          bool recompute)
+{
+    const pc_llama_config *c = &l->cfg;
+    layer_acts *a = &L->a;
+    int N = b->B * b->T, H = c->hidden;
+    long NI = (long)N * c->intermediate;
+    pc_rmsnorm_forward(a->n1, a->rstd1, x, L->in_norm.w, N, H, c->rms_norm_eps);   /* q/k/v's LoRA input */
+    if (recompute) {
+        *rng = L->mlp_rng;
+    } else {
+        attention_half(l, L, x, b, training, rng);
+        L->mlp_rng = *rng;
+    }
     pc_rmsnorm_forward(a->n2, a->rstd2, a->h, L->post_norm.w, N, H, c->rms_norm_eps);
     pc_linear_forward(&L->gate, a->g, a->n2, N, training, rng);
     pc_linear_forward(&L->up, a->u, a->n2, N, training, rng);
@@ -322,7 +345,6 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
     const float *x = l->x0;
     l->training = training;
     for (int i = 0; i < c->n_layers; i++) {
-        l->layer_rng[i] = *rng;  /* to replay the block's LoRA-dropout draws when recomputing it */
         layer_forward(l, &l->layers[i], x, b, training, rng, false);
         x = l->layers[i].a.out;
     }
@@ -396,7 +418,7 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
     for (int i = c->n_layers - 1; i >= lowest; i--) {
         const float *x = i > 0 ? l->layers[i - 1].a.out : l->x0;
         if (m->gradient_checkpointing && i < c->n_layers - 1) {  /* the top block's activations are current */
-            pc_rng replay = l->layer_rng[i];
+            pc_rng replay;   /* set to the MLP's dropout stream state of the forward */
             layer_forward(l, &l->layers[i], x, b, l->training, &replay, true);
         }
         layer_backward(l, &l->layers[i], x, b, i > lowest);
@@ -478,7 +500,6 @@ static void destroy(pc_model *m)
     if (l) {
         pc_owned_free_group(&l->owned, -1);
         free(l->layers);
-        free(l->layer_rng);
         free(l->linear_list);
         free(l->norm_list);
         pc_st_close(l->st);
@@ -531,8 +552,7 @@ static pc_status load_all(pc_model *m, llama *l, pc_error *err)
     const pc_llama_config *c = &l->cfg;
     PC_TRY(load_weight(l, "model.embed_tokens.weight", c->vocab_size, c->hidden, &l->embed, err));
     l->layers = calloc((size_t)c->n_layers, sizeof *l->layers);
-    l->layer_rng = calloc((size_t)c->n_layers, sizeof *l->layer_rng);
-    if (!l->layers || !l->layer_rng) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
+    if (!l->layers) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
     for (int i = 0; i < c->n_layers; i++) PC_TRY(load_layer(l, i, err));
     PC_TRY(load_norm(l, &l->final_norm, "model.norm", c->hidden, err));
     PC_TRY(load_head(l, err));
