@@ -87,6 +87,13 @@ run_case peftc-lora "$BENCH" lora "$STEPS" || status=1
 want_skx && { run_case peftc-lora-skx env OPENBLAS_CORETYPE=SkylakeX "$BENCH" lora "$STEPS" || status=1; }
 run_case peftc-qlora "$BENCH" qlora "$STEPS" || status=1
 want_skx && { run_case peftc-qlora-skx env OPENBLAS_CORETYPE=SkylakeX "$BENCH" qlora "$STEPS" || status=1; }
+# QLoRA with the Trainer's bf16: true (TrainingArguments(bf16=True), as PyTorch's bf16 autocast row runs its
+# lm_head): the fp32 lm_head packed in bf16 too; with the OpenBLAS kernels of the reference row
+if want_skx; then
+  run_case peftc-qlora-bf16 env OPENBLAS_CORETYPE=SkylakeX "$BENCH" --bf16 qlora "$STEPS" || status=1
+else
+  run_case peftc-qlora-bf16 "$BENCH" --bf16 qlora "$STEPS" || status=1
+fi
 torch_case torch-fp32 fp32
 want_skx && torch_case torch-fp32-skx fp32 OPENBLAS_CORETYPE=SkylakeX
 torch_case torch-bf16 bf16
@@ -104,6 +111,7 @@ describe() {
     peftc-lora-skx) echo "peftc LoRA fp32 (OpenBLAS SkylakeX)" ;;
     peftc-qlora) echo "peftc QLoRA nf4+dq bf16 (OpenBLAS ${OPENBLAS_CORETYPE:-default})" ;;
     peftc-qlora-skx) echo "peftc QLoRA nf4+dq bf16 (OpenBLAS SkylakeX)" ;;
+    peftc-qlora-bf16) echo "peftc QLoRA nf4+dq bf16, bf16: true (lm_head)" ;;
     torch-fp32) echo "PyTorch fp32 as installed" ;;
     torch-fp32-skx) echo "PyTorch fp32 tuned (OpenBLAS SkylakeX)" ;;
     torch-bf16) echo "PyTorch bf16 autocast" ;;
@@ -135,7 +143,7 @@ echo "== TinyLlama-1.1B shape, LoRA r16 alpha 32 on q/k/v_proj, batch 1 x 256, $
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (at the end)"
 row case tokens/s s/step "fastest tok/s" "peak RSS MB" load others "LoRA ÷ case (fastest)" "QLoRA ÷ case (fastest)"
 echo "|----------------------------------------------|---------:|--------:|--------------:|------------:|------:|-------:|----------------------:|----------------------:|"
-for name in peftc-lora peftc-lora-skx peftc-qlora peftc-qlora-skx torch-fp32 torch-fp32-skx torch-bf16; do
+for name in peftc-lora peftc-lora-skx peftc-qlora peftc-qlora-skx peftc-qlora-bf16 torch-fp32 torch-fp32-skx torch-bf16; do
   case $name in *-skx) [ -e "$LOG/$name.out" ] || continue ;; esac
   if [ -s "$LOG/$name" ]; then
     row "$(describe "$name")" "$(field "$name" tokens/s)" "$(field "$name" s/step)" \
@@ -174,4 +182,10 @@ check "issue 4: QLoRA ${q_tps:-?} tok/s >= fp32 LoRA ${l_tps:-?} tok/s" "$q_tps"
 b_tps=$(field torch-bf16 tokens/s)
 check "issue 6: QLoRA ${q_tps:-?} tok/s >= 1.5 x PyTorch bf16 autocast ${b_tps:-?} tok/s" "$q_tps" \
       "$(awk -v b="${b_tps:-0}" 'BEGIN { print 1.5 * b }')" ge
+check "issue 6: QLoRA ${q_tps:-?} tok/s >= 105 tok/s" "$q_tps" 105 ge
+qb_tps=$(field peftc-qlora-bf16 tokens/s) qb_rss=$(field peftc-qlora-bf16 peak_rss_MB)
+check "issue 6: QLoRA bf16: true ${qb_tps:-?} tok/s >= 1.5 x PyTorch bf16 autocast" "$qb_tps" \
+      "$(awk -v b="${b_tps:-0}" 'BEGIN { print 1.5 * b }')" ge
+check "issue 6: QLoRA bf16: true ${qb_tps:-?} tok/s >= 105 tok/s" "$qb_tps" 105 ge
+check "issue 6: QLoRA bf16: true peak RSS ${qb_rss:-?} MB <= 1200 MB" "$qb_rss" 1200 le
 exit $status
