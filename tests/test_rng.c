@@ -1,5 +1,6 @@
 #include "testlib.h"
 #include "base/rng.h"
+#include "base/isa.h"
 
 #include <stdlib.h>
 
@@ -88,6 +89,38 @@ TEST(rng_bulk_equals_sequential_across_counter_carry)
     pc_rng_fill_uniform(&a, bulk, N, 0.0f, 1.0f);
     for (int i = 0; i < N; i++) CHECK(bulk[i] == pc_rng_uniform(&b));
     CHECK(a.counter == b.counter);
+}
+
+/* Every path of the bulk draws (AVX-512 products where the CPU has them, portable C) gives the sequential
+ * draws, also where the 64-bit block counter's low word wraps inside a 16-block group (carry per lane). */
+TEST(rng_bulk_paths_equal_sequential)
+{
+    enum { N = 300 };
+    static const uint64_t starts[] = { 3, 4 * (0x100000000ull - 5) + 1 };
+    pc_isa before = pc_isa_active();
+    const pc_isa paths[] = { PC_ISA_AVX512, PC_ISA_PORTABLE };
+    for (int p = 0; p < 2; p++) {
+        if (paths[p] > pc_isa_detected()) {
+            printf("  (rng: %s not on this CPU, not tested)\n", pc_isa_name(paths[p]));
+            continue;
+        }
+        pc_isa_force(paths[p]);
+        for (int k = 0; k < 2; k++) {
+            float u[N], n[N];
+            pc_rng a, b;
+            pc_rng_init(&a, 21, "paths");
+            pc_rng_init(&b, 21, "paths");
+            a.counter = b.counter = starts[k];
+            pc_rng_fill_uniform(&a, u, N, 0.0f, 1.0f);
+            pc_rng_fill_normal(&a, n, N, 0.0f, 1.0f);
+            long wrong = 0;
+            for (int i = 0; i < N; i++) wrong += u[i] != pc_rng_uniform(&b);
+            for (int i = 0; i < N; i++) wrong += n[i] != pc_rng_normal(&b);
+            CHECK_MSG(wrong == 0, "%s, counter %llu: %ld draws differ", pc_isa_name(paths[p]),
+                      (unsigned long long)starts[k], wrong);
+        }
+    }
+    pc_isa_force(before);
 }
 
 /* The dropout mask is the sequential uniforms thresholded, from a position inside a block, over whole and

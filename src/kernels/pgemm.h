@@ -23,16 +23,9 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "base/isa.h"
 
-typedef enum { PC_ISA_PORTABLE, PC_ISA_AVX2, PC_ISA_AVX512 } pc_isa;
 typedef enum { PC_PACK_F32, PC_PACK_BF16 } pc_pack_dtype;
-
-/* The best instruction set this CPU has; the one in use (detected, lowered by PEFTC_ISA or pc_isa_force). */
-pc_isa pc_isa_detected(void);
-pc_isa pc_isa_active(void);
-/* Uses `isa` (or the detected one when it is lower) from now on. */
-void pc_isa_force(pc_isa isa);
-const char *pc_isa_name(pc_isa isa);
 /* The kernel a product of this dtype runs now, e.g. "avx512-bf16", "avx2-f32". */
 const char *pc_pgemm_kernel_name(pc_pack_dtype dtype);
 

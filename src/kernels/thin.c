@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "base/threads.h"
-#include "kernels/pgemm.h"
+#include "base/isa.h"
 
 #if defined(__x86_64__)
 #define PC_X86 1

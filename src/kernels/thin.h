@@ -4,7 +4,7 @@
  * x * 1/(1-p) where kept, 0 where dropped), so no dropped-out copy of x is ever written.
  *
  * All matrices row-major; x, y have `rows` rows of n values; h has `rows` rows of r values; F (a factor) has
- * r rows of n values. AVX-512 kernels (chosen as kernels/pgemm chooses, pc_isa_active) or portable C.
+ * r rows of n values. AVX-512 kernels (when base/isa says so: pc_isa_active) or portable C.
  * Each output element is summed in an order that depends on neither the thread count nor the ISA's
  * scheduling of rows, so a run gives the same bits on any number of threads. */
 #ifndef PC_KERNELS_THIN_H
