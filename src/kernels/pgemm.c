@@ -127,18 +127,55 @@ static void pack_row_words(const float *row, int K, pc_pack_dtype dtype, int s0,
 }
 
 #if PC_X86
-/* bf16 pairs of 32 floats at a time with VCVTNE2PS2BF16 (same rounding as bf16_bits), while whole; returns the
- * first step left for pack_row_words. */
-__attribute__((target("avx512f,avx512bf16"))) static int pack_row_bf16_avx512(const float *row, int K, int s0,
-                                                                               int ks, uint32_t *dst)
+/* r[i] = row i of a 16 x 16 block of words, transposed in place (r[j] = column j): pairs of words, then of
+ * doublewords, interleaved within 128-bit lanes, then the lanes of each group of four rows exchanged. */
+__attribute__((target("avx512f"), always_inline)) static inline void transpose_16x16(__m512i r[16])
 {
-    uint32_t buf[16];
+    __m512i t[16], x[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);       /* rows 2i, 2i+1: columns 4L, 4L+1 */
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);   /* columns 4L+2, 4L+3 */
+    }
+    for (int g = 0; g < 4; g++) {   /* x[4g + off]: lane L holds rows 4g..4g+3 of column 4L + off */
+        x[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        x[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        x[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        x[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int off = 0; off < 4; off++) {   /* column 4L + off = lane L of x[off], x[4 + off], x[8 + off], x[12 + off] */
+        __m512i u0 = _mm512_shuffle_i32x4(x[off], x[4 + off], 0x44), u1 = _mm512_shuffle_i32x4(x[off], x[4 + off], 0xEE);
+        __m512i u2 = _mm512_shuffle_i32x4(x[8 + off], x[12 + off], 0x44);
+        __m512i u3 = _mm512_shuffle_i32x4(x[8 + off], x[12 + off], 0xEE);
+        r[off] = _mm512_shuffle_i32x4(u0, u2, 0x88);
+        r[4 + off] = _mm512_shuffle_i32x4(u0, u2, 0xDD);
+        r[8 + off] = _mm512_shuffle_i32x4(u1, u3, 0x88);
+        r[12 + off] = _mm512_shuffle_i32x4(u1, u3, 0xDD);
+    }
+}
+
+/* A panel's `rows` (<= MR) rows in bf16 pairs, 16 steps at a time while whole: each row's 32 floats rounded
+ * with VCVTNE2PS2BF16 (same rounding as bf16_bits), the words transposed in registers into the panel's
+ * step-major order and stored as 16 runs of MR words (rather than one word at a time). Returns the first step
+ * left for pack_row_words; rows past `rows` are zeros. */
+__attribute__((target("avx512f,avx512bf16"))) static int pack_panel_bf16_avx512(const float *A, int lda, int rows,
+                                                                                 int K, int s0, int ks, uint32_t *dst,
+                                                                                 int next_rows)
+{
     int s = 0;
     for (; s + 16 <= ks && 2 * (s0 + s) + 32 <= K; s += 16) {
-        const float *src = row + 2 * (s0 + s);
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src));
-        _mm512_storeu_si512(buf, (__m512i)v);
-        for (int i = 0; i < 16; i++) dst[(size_t)(s + i) * MR] = buf[i];
+        for (int i = 0; i < next_rows; i++) {   /* the next panel's same values, a panel's work ahead */
+            const char *next = (const char *)(A + (long)(MR + i) * lda + 2 * (s0 + s));
+            _mm_prefetch(next, _MM_HINT_T0);
+            _mm_prefetch(next + 64, _MM_HINT_T0);
+        }
+        __m512i r[16];
+        for (int i = 0; i < 16; i++) {
+            const float *src = A + (long)i * lda + 2 * (s0 + s);
+            r[i] = i < rows ? (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src))
+                            : _mm512_setzero_si512();
+        }
+        transpose_16x16(r);
+        for (int j = 0; j < 16; j++) _mm512_mask_storeu_epi32(dst + (size_t)(s + j) * MR, (1u << MR) - 1, r[j]);
     }
     return s;
 }
@@ -148,19 +185,26 @@ static void pack_a(pc_isa isa, const float *A, int lda, int M, int K, pc_pack_dt
                    int ks, uint32_t *Ap)
 {
     for (int p = 0; p < mc; p += MR) {
+        int rows = MR;   /* rows of this panel inside A and the block */
+        if (mc - p < rows) rows = mc - p;
+        if (M - (m0 + p) < rows) rows = M - (m0 + p);
+        int s = 0;
+#if PC_X86
+        if (isa == PC_ISA_AVX512 && dtype == PC_PACK_BF16) {
+            int next_rows = MR;   /* rows of the next panel inside A and the block */
+            if (mc - (p + MR) < next_rows) next_rows = mc - (p + MR);
+            if (M - (m0 + p + MR) < next_rows) next_rows = M - (m0 + p + MR);
+            s = pack_panel_bf16_avx512(A + (long)(m0 + p) * lda, lda, rows, K, s0, ks, Ap + (size_t)p * ks,
+                                       next_rows > 0 ? next_rows : 0);
+        }
+#endif
         for (int r = 0; r < MR; r++) {
-            int m = m0 + p + r;
             uint32_t *dst = Ap + (size_t)p * ks + r;
-            if (m >= M || p + r >= mc) {
-                for (int s = 0; s < ks; s++) dst[(size_t)s * MR] = 0;
+            if (r >= rows) {
+                for (int z = s; z < ks; z++) dst[(size_t)z * MR] = 0;
                 continue;
             }
-            const float *row = A + (long)m * lda;
-            int s = 0;
-#if PC_X86
-            if (isa == PC_ISA_AVX512 && dtype == PC_PACK_BF16) s = pack_row_bf16_avx512(row, K, s0, ks, dst);
-#endif
-            pack_row_words(row, K, dtype, s0, s, ks, dst);
+            pack_row_words(A + (long)(m0 + p + r) * lda, K, dtype, s0, s, ks, dst);
         }
     }
     (void)isa;
