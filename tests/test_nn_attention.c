@@ -304,3 +304,49 @@ TEST(nn_attention_decode_equals_last_row_of_causal_forward)
         for (int d = 0; d < HD; d++) CHECK(step[h * HD + d] == v[(h / (H / HKV)) * HD + d]);
     free(scratch);
 }
+
+/* One query per sequence (a classification head's first position) against row 0 of the plain pass, whose
+ * backward gets a dout that is zero outside row 0: the same output, dq of that row, and dk, dv everywhere. */
+static void check_one_query(int hkv, bool use_drop, bool empty_batch)
+{
+    static att_case c;
+    static float out[AN], probs[AP], dq[AN], dk[AN], dv[AN], dout[AN];
+    static float q1[AB * AD], out1[AB * AD], probs1[AB * AH * AT], drop1[AB * AH * AT], dout1[AB * AD], dq1[AB * AD];
+    static float dk1[AN], dv1[AN], scratch1[AB * AT];
+    att_setup(&c, true, use_drop, false, hkv);
+    if (empty_batch) for (int j = 0; j < AT; j++) c.mask[AT + j] = 0;
+    nn_fill(dout1, AB * AD, "att_dout1", -1, 1);
+    for (int i = 0; i < AN; i++) dout[i] = 0.0f;
+    for (int b = 0; b < AB; b++) {
+        memcpy(q1 + b * AD, c.q + b * AT * AD, sizeof(float) * AD);
+        memcpy(dout + b * AT * AD, dout1 + b * AD, sizeof(float) * AD);
+        for (int h = 0; h < AH; h++)
+            memcpy(drop1 + (b * AH + h) * AT, c.drop + (size_t)(b * AH + h) * AT * AT, sizeof(float) * AT);
+    }
+    float *scratch = att_scratch();
+    CHECK(scratch != NULL);
+    if (!scratch) return;
+    att_forward(&c, out, probs, scratch);
+    pc_attention_backward_plain(dq, dk, dv, dout, probs, c.q, c.k, c.v, c.mask, use_drop ? c.drop : NULL, AB, AT, AH,
+                                hkv, AHD, c.scale, false, scratch);
+    pc_attention_one_query_forward(out1, probs1, q1, c.k, c.v, c.mask, use_drop ? drop1 : NULL, AB, AT, AH, hkv, AHD,
+                                   c.scale);
+    pc_attention_one_query_backward(dq1, dk1, dv1, dout1, probs1, q1, c.k, c.v, c.mask, use_drop ? drop1 : NULL, AB,
+                                    AT, AH, hkv, AHD, c.scale, scratch1);
+    double e_out = 0, e_dq = 0;
+    for (int b = 0; b < AB; b++) {
+        e_out = fmax(e_out, pc_test_max_rel_err(out1 + b * AD, out + b * AT * AD, AD));
+        e_dq = fmax(e_dq, pc_test_max_rel_err(dq1 + b * AD, dq + b * AT * AD, AD));
+    }
+    long nkv = att_kv_floats(&c);
+    double e_dk = pc_test_max_rel_err(dk1, dk, nkv), e_dv = pc_test_max_rel_err(dv1, dv, nkv);
+    CHECK_MSG(e_out < 1e-5 && e_dq < 1e-4 && e_dk < 1e-4 && e_dv < 1e-5,
+              "hkv %d drop %d empty %d: out %g dq %g dk %g dv %g", hkv, use_drop, empty_batch, e_out, e_dq, e_dk, e_dv);
+    free(scratch);
+}
+
+TEST(nn_attention_one_query_equals_first_row)
+{
+    for (int hkv = AH; hkv >= 1; hkv /= 2)
+        for (int variant = 0; variant < 4; variant++) check_one_query(hkv, variant & 1, variant >= 2);
+}

@@ -63,6 +63,20 @@ void pc_attention_backward_tiled(float *dq, float *dk, float *dv, const float *d
                                  const uint8_t *key_mask, int B, int T, int H, int Hkv, int hd, float scale,
                                  bool causal, float *scratch);
 
+/* Attention for one query per sequence over all of its T keys (not causal): what a block computes for the rows
+ * a classification head reads (DistilBERT's first position) when nothing else reads its other rows.
+ * q and out are [B, H*hd] (that query's row of each sequence), k and v [B, T, Hkv*hd] as above; probs [B, H, T]
+ * is saved for backward; key_mask and drop_mask ([B, H, T]) as in pc_attention_forward. Equals, up to float
+ * rounding, that row of pc_attention_forward; backward overwrites dq, dk and dv. */
+void pc_attention_one_query_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                                    const uint8_t *key_mask, const float *drop_mask, int B, int T, int H, int Hkv,
+                                    int hd, float scale);
+size_t pc_attention_one_query_scratch_floats(int B, int T);
+void pc_attention_one_query_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                                     const float *q, const float *k, const float *v, const uint8_t *key_mask,
+                                     const float *drop_mask, int B, int T, int H, int Hkv, int hd, float scale,
+                                     float *scratch);
+
 /* Floats of scratch that pc_attention_decode needs for a context of n_ctx positions. */
 size_t pc_attention_decode_scratch_floats(int n_ctx, int H);
 
