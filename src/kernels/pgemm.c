@@ -153,6 +153,20 @@ __attribute__((target("avx512f"), always_inline)) static inline void transpose_1
     }
 }
 
+/* The next panel's values of the coming 16 steps (`bytes` per row from element k), a panel's work ahead. */
+__attribute__((target("avx512f"), always_inline)) static inline void prefetch_next_panel(const float *A, int lda,
+                                                                                      int next_rows, int k, int bytes)
+{
+    for (int i = 0; i < next_rows; i++)
+        for (int off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(A + (long)(MR + i) * lda + k) + off, _MM_HINT_T0);
+}
+
+/* 16 steps of a panel, r[j] = step j's words (rows in lanes 0..MR-1), stored as 16 runs of MR words. */
+__attribute__((target("avx512f"), always_inline)) static inline void store_steps(const __m512i r[16], uint32_t *dst)
+{
+    for (int j = 0; j < 16; j++) _mm512_mask_storeu_epi32(dst + (size_t)j * MR, (1u << MR) - 1, r[j]);
+}
+
 /* A panel's `rows` (<= MR) rows in bf16 pairs, 16 steps at a time while whole: each row's 32 floats rounded
  * with VCVTNE2PS2BF16 (same rounding as bf16_bits), the words transposed in registers into the panel's
  * step-major order and stored as 16 runs of MR words (rather than one word at a time). Returns the first step
@@ -163,11 +177,7 @@ __attribute__((target("avx512f,avx512bf16"))) static int pack_panel_bf16_avx512(
 {
     int s = 0;
     for (; s + 16 <= ks && 2 * (s0 + s) + 32 <= K; s += 16) {
-        for (int i = 0; i < next_rows; i++) {   /* the next panel's same values, a panel's work ahead */
-            const char *next = (const char *)(A + (long)(MR + i) * lda + 2 * (s0 + s));
-            _mm_prefetch(next, _MM_HINT_T0);
-            _mm_prefetch(next + 64, _MM_HINT_T0);
-        }
+        prefetch_next_panel(A, lda, next_rows, 2 * (s0 + s), 128);
         __m512i r[16];
         for (int i = 0; i < 16; i++) {
             const float *src = A + (long)i * lda + 2 * (s0 + s);
@@ -175,7 +185,23 @@ __attribute__((target("avx512f,avx512bf16"))) static int pack_panel_bf16_avx512(
                             : _mm512_setzero_si512();
         }
         transpose_16x16(r);
-        for (int j = 0; j < 16; j++) _mm512_mask_storeu_epi32(dst + (size_t)(s + j) * MR, (1u << MR) - 1, r[j]);
+        store_steps(r, dst + (size_t)s * MR);
+    }
+    return s;
+}
+
+/* The same for fp32 words: each row's 16 floats as they are. */
+__attribute__((target("avx512f"))) static int pack_panel_f32_avx512(const float *A, int lda, int rows, int ks,
+                                                                    int s0, uint32_t *dst, int next_rows)
+{
+    int s = 0;
+    for (; s + 16 <= ks; s += 16) {
+        prefetch_next_panel(A, lda, next_rows, s0 + s, 64);
+        __m512i r[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = i < rows ? _mm512_loadu_si512(A + (long)i * lda + s0 + s) : _mm512_setzero_si512();
+        transpose_16x16(r);
+        store_steps(r, dst + (size_t)s * MR);
     }
     return s;
 }
@@ -190,12 +216,15 @@ static void pack_a(pc_isa isa, const float *A, int lda, int M, int K, pc_pack_dt
         if (M - (m0 + p) < rows) rows = M - (m0 + p);
         int s = 0;
 #if PC_X86
-        if (isa == PC_ISA_AVX512 && dtype == PC_PACK_BF16) {
+        if (isa == PC_ISA_AVX512) {
             int next_rows = MR;   /* rows of the next panel inside A and the block */
             if (mc - (p + MR) < next_rows) next_rows = mc - (p + MR);
             if (M - (m0 + p + MR) < next_rows) next_rows = M - (m0 + p + MR);
-            s = pack_panel_bf16_avx512(A + (long)(m0 + p) * lda, lda, rows, K, s0, ks, Ap + (size_t)p * ks,
-                                       next_rows > 0 ? next_rows : 0);
+            if (next_rows < 0) next_rows = 0;
+            const float *panel = A + (long)(m0 + p) * lda;
+            s = dtype == PC_PACK_BF16
+                    ? pack_panel_bf16_avx512(panel, lda, rows, K, s0, ks, Ap + (size_t)p * ks, next_rows)
+                    : pack_panel_f32_avx512(panel, lda, rows, ks, s0, Ap + (size_t)p * ks, next_rows);
         }
 #endif
         for (int r = 0; r < MR; r++) {
