@@ -158,7 +158,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void prefetch_ne
                                                                                       int next_rows, int k, int bytes)
 {
     for (int i = 0; i < next_rows; i++)
-        for (int off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(A + (long)(MR + i) * lda + k) + off, _MM_HINT_T0);
+        for (int off = 0; off < bytes; off += 64)
+            _mm_prefetch((const char *)(A + (long)(MR + i) * lda + k) + off, _MM_HINT_T0);
 }
 
 /* 16 steps of a panel, r[j] = step j's words (rows in lanes 0..MR-1), stored as 16 runs of MR words. */
@@ -190,9 +191,10 @@ __attribute__((target("avx512f,avx512bf16"))) static int pack_panel_bf16_avx512(
     return s;
 }
 
-/* The same for fp32 words: each row's 16 floats as they are. */
-__attribute__((target("avx512f"))) static int pack_panel_f32_avx512(const float *A, int lda, int rows, int ks,
-                                                                    int s0, uint32_t *dst, int next_rows)
+/* The same for fp32 words: each row's 16 floats as they are. A step is one element, so the block's steps
+ * s0..s0+ks-1 lie inside K and need no bound of their own. */
+__attribute__((target("avx512f"))) static int pack_panel_f32_avx512(const float *A, int lda, int rows, int s0,
+                                                                    int ks, uint32_t *dst, int next_rows)
 {
     int s = 0;
     for (; s + 16 <= ks; s += 16) {
@@ -224,7 +226,7 @@ static void pack_a(pc_isa isa, const float *A, int lda, int M, int K, pc_pack_dt
             const float *panel = A + (long)(m0 + p) * lda;
             s = dtype == PC_PACK_BF16
                     ? pack_panel_bf16_avx512(panel, lda, rows, K, s0, ks, Ap + (size_t)p * ks, next_rows)
-                    : pack_panel_f32_avx512(panel, lda, rows, ks, s0, Ap + (size_t)p * ks, next_rows);
+                    : pack_panel_f32_avx512(panel, lda, rows, s0, ks, Ap + (size_t)p * ks, next_rows);
         }
 #endif
         for (int r = 0; r < MR; r++) {

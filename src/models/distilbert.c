@@ -4,7 +4,8 @@
  *   block (post-LN): sa = LN_sa(out_lin(attn(x)) + x);  out = LN_out(dropout(lin2(gelu(lin1(sa)))) + sa)
  *   head: hidden[:, 0] -> pre_classifier -> ReLU -> dropout(seq_classif_dropout) -> classifier
  * All LayerNorm eps are 1e-12. Loss: cross-entropy, mean over the batch.
- * The top block runs only the rows the head reads (output_rows): the same loss and gradients for 1/6 less work. */
+ * The top block runs only the rows the head reads (output_rows): the loss and gradients of the full block for
+ * ~14 % less work. Its dropout draws fewer values, so a seeded run's masks there differ from a full block's. */
 #include "models/distilbert.h"
 
 #include <math.h>
@@ -29,9 +30,9 @@
 #define LN_EPS 1e-12f
 
 typedef struct layer_acts {
-    float *q, *k, *v, *ctx;          /* [N, D] */
-    float *attn_saved;               /* what attention backward needs (pc_attention_saved_floats) */
-    float *attn_drop;                /* [B, H, T, T] when attention dropout is on */
+    float *q, *k, *v, *ctx;          /* [rows, D] (k, v: [N, D]); rows = output_rows(), N = B*T */
+    float *attn_saved;               /* what attention backward needs (probabilities [rows, H, T] at most) */
+    float *attn_drop;                /* [rows, H, T] when attention dropout is on */
     float *s1, *sa, *sa_mean, *sa_rstd;
     float *f1, *g;                   /* [N, F] lin1 output (with GELU: its slope, written over it), activation output */
     float *ffn_drop;                 /* [N, D] dropout mask after lin2 */
@@ -59,7 +60,7 @@ typedef struct dbert {
     pc_rng *layer_rng;               /* dropout stream state at each block's start (for recomputation) */
     uint8_t *key_mask;
     float *x0, *emb_mean, *emb_rstd, *emb_ln_out, *emb_drop, *emb_out;
-    float *first;                    /* [B, dim]: the top block's input at each sequence's first position */
+    float *first_in;                 /* [B, dim]: the top block's input at each sequence's first position */
     float *p1, *p1_relu, *head_drop, *h2, *probs;
     float *d_cur, *d_tmp, *d_q, *d_k, *d_v, *d_ff, *d_h2, *d_logits, *attn_scratch;
     pc_linear *linear_list[6 * 64 + 2];
@@ -237,8 +238,10 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     bool attn_dropout = c->attention_dropout > 0;
     long att_saved = (long)pc_attention_saved_floats(B, T, (int)H, attn_dropout);
     long att_drop = attn_dropout ? (long)B * H * T * T : 1;
+    /* the top block's one-query attention saves [B, H, T] (within att_saved) and needs its own scratch */
     size_t att_scratch = pc_attention_scratch_floats(B, T, (int)H, (int)H, (int)(D / H), attn_dropout);
-    if (att_scratch < pc_attention_one_query_scratch_floats(B, T)) att_scratch = pc_attention_one_query_scratch_floats(B, T);
+    size_t one_query_scratch = pc_attention_one_query_scratch_floats(B, T);
+    if (att_scratch < one_query_scratch) att_scratch = one_query_scratch;
     pc_owned *o = &d->owned;
     pc_owned_free_group(o, 1);  /* drop smaller activation buffers */
     o->group = 1;
@@ -246,7 +249,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (d->x0 = pc_owned_alloc(o, N * D)) && (d->emb_mean = pc_owned_alloc(o, N)) &&
         (d->emb_rstd = pc_owned_alloc(o, N)) && (d->emb_ln_out = pc_owned_alloc(o, N * D)) &&
         (d->emb_drop = pc_owned_alloc(o, N * D)) && (d->emb_out = pc_owned_alloc(o, N * D)) &&
-        (d->first = pc_owned_alloc(o, B * D)) && (d->p1 = pc_owned_alloc(o, B * D)) &&
+        (d->first_in = pc_owned_alloc(o, B * D)) && (d->p1 = pc_owned_alloc(o, B * D)) &&
         (d->p1_relu = pc_owned_alloc(o, B * D)) && (d->head_drop = pc_owned_alloc(o, B * D)) &&
         (d->h2 = pc_owned_alloc(o, B * D)) && (d->probs = pc_owned_alloc(o, B * C)) &&
         (m->logits = pc_owned_alloc(o, B * C)) &&
@@ -302,19 +305,26 @@ static void embed(pc_model *m, dbert *d, const pc_batch *b, bool training, pc_rn
 
 /* The rows a block's output is needed at: every position, except in the top block, which the head reads only at
  * each sequence's first position. There the block computes keys and values for every position and all else for
- * those B rows alone (HF computes all N rows and drops N - B of them: the loss and every gradient are the same). */
+ * those B rows alone (HF computes all N rows and drops N - B of them: the loss and every gradient are the same,
+ * only the block's dropout draws are fewer). */
 static int output_rows(const dbert *d, const dbert_layer *L, const pc_batch *b)
 {
     return L == &d->layers[d->cfg.n_layers - 1] ? b->B : b->B * b->T;
 }
 
-/* first[b] = x[b, 0]: the top block's input at the rows it computes */
+/* Whether a block computes only each sequence's first row (the top block, unless T is 1). */
+static bool first_rows_only(const pc_batch *b, int rows)
+{
+    return rows < b->B * b->T;
+}
+
+/* first_in[b] = x[b, 0]: the top block's input at the rows it computes */
 static const float *query_input(dbert *d, const float *x, const pc_batch *b, int rows)
 {
     int D = d->cfg.dim;
-    if (rows == b->B * b->T) return x;
-    for (int i = 0; i < b->B; i++) memcpy(d->first + (long)i * D, x + (long)i * b->T * D, sizeof(float) * (size_t)D);
-    return d->first;
+    if (!first_rows_only(b, rows)) return x;
+    for (int i = 0; i < b->B; i++) memcpy(d->first_in + (long)i * D, x + (long)i * b->T * D, sizeof(float) * (size_t)D);
+    return d->first_in;
 }
 
 static void attention_forward(dbert *d, dbert_layer *L, const float *xq, const float *x, const pc_batch *b, int rows,
@@ -323,13 +333,14 @@ static void attention_forward(dbert *d, dbert_layer *L, const float *xq, const f
     const pc_distilbert_config *c = &d->cfg;
     layer_acts *a = &L->a;
     int N = b->B * b->T, H = c->n_heads, hd = c->dim / H;
-    bool top = rows < N, attn_dropout = training && c->attention_dropout > 0;
+    bool attn_dropout = training && c->attention_dropout > 0;
     pc_linear_forward(&L->q, a->q, xq, rows, training, rng);
     pc_linear_forward(&L->k, a->k, x, N, training, rng);
     pc_linear_forward(&L->v, a->v, x, N, training, rng);
     if (attn_dropout) pc_dropout_mask(a->attn_drop, (long)rows * H * b->T, c->attention_dropout, rng);
-    const float *drop = attn_dropout ? a->attn_drop : NULL, scale = 1.0f / sqrtf((float)hd);
-    if (top)
+    const float *drop = attn_dropout ? a->attn_drop : NULL;
+    const float scale = 1.0f / sqrtf((float)hd);
+    if (first_rows_only(b, rows))
         pc_attention_one_query_forward(a->ctx, a->attn_saved, a->q, a->k, a->v, d->key_mask, drop, b->B, b->T, H, H, hd,
                                        scale);
     else
@@ -442,8 +453,9 @@ static void attention_backward(dbert *d, dbert_layer *L, const pc_batch *b, int 
     const pc_distilbert_config *c = &d->cfg;
     layer_acts *a = &L->a;
     int H = c->n_heads, hd = c->dim / H;
-    const float *drop = d->training && c->attention_dropout > 0 ? a->attn_drop : NULL, scale = 1.0f / sqrtf((float)hd);
-    if (rows < b->B * b->T)
+    const float *drop = d->training && c->attention_dropout > 0 ? a->attn_drop : NULL;
+    const float scale = 1.0f / sqrtf((float)hd);
+    if (first_rows_only(b, rows))
         pc_attention_one_query_backward(d->d_q, d->d_k, d->d_v, d->d_tmp, a->attn_saved, a->q, a->k, a->v, d->key_mask,
                                         drop, b->B, b->T, H, H, hd, scale, d->attn_scratch);
     else
@@ -457,9 +469,9 @@ static void attention_backward(dbert *d, dbert_layer *L, const pc_batch *b, int 
 static void qkv_backward(dbert *d, dbert_layer *L, const float *x, const pc_batch *b, int rows, bool need_dx)
 {
     int N = b->B * b->T, D = d->cfg.dim;
-    bool top = rows < N;
+    bool top = first_rows_only(b, rows);
     float *dx = need_dx ? d->d_cur : NULL;
-    pc_linear_backward(&L->q, dx, true, d->d_q, top ? d->first : x, rows);
+    pc_linear_backward(&L->q, dx, true, d->d_q, top ? d->first_in : x, rows);
     if (top && dx) memcpy(d->d_tmp, dx, sizeof(float) * (size_t)rows * D);
     pc_linear_backward(&L->k, dx, !top, d->d_k, x, N);
     pc_linear_backward(&L->v, dx, true, d->d_v, x, N);

@@ -121,18 +121,25 @@ void pc_attention_forward_plain(float *out, float *probs, const float *q, const 
 /* Softmax backward in place: dS_ij = P_ij (dP_ij - sum_k P_ik dP_ik). Masked keys have P_ij = 0
  * and so get dS_ij = 0, except in a row with every key masked, whose scores are constants:
  * that row gets dS = 0 explicitly. */
+static void softmax_backward_row(float *drow, const float *prow, bool any_key, int n)
+{
+    double dot = 0.0;
+    for (int j = 0; j < n; j++) dot += (double)prow[j] * drow[j];
+    const float d = (float)dot;
+    for (int j = 0; j < n; j++) drow[j] = any_key ? prow[j] * (drow[j] - d) : 0.0f;
+}
+
+static bool row_has_key(const uint8_t *key_mask, bool causal, int i, int T)
+{
+    for (int j = 0; j < T; j++)
+        if (!pc_attention_key_masked(key_mask, causal, i, j)) return true;
+    return false;
+}
+
 static void softmax_backward(float *dp, const float *p, const uint8_t *key_mask, bool causal, int T)
 {
-    for (int i = 0; i < T; i++) {
-        float *drow = dp + (size_t)i * T;
-        const float *prow = p + (size_t)i * T;
-        bool any_key = false;
-        for (int j = 0; j < T && !any_key; j++) any_key = !pc_attention_key_masked(key_mask, causal, i, j);
-        double dot = 0.0;
-        for (int j = 0; j < T; j++) dot += (double)prow[j] * drow[j];
-        const float d = (float)dot;
-        for (int j = 0; j < T; j++) drow[j] = any_key ? prow[j] * (drow[j] - d) : 0.0f;
-    }
+    for (int i = 0; i < T; i++)
+        softmax_backward_row(dp + (size_t)i * T, p + (size_t)i * T, row_has_key(key_mask, causal, i, T), T);
 }
 
 void pc_attention_sum_group_shares(float *dst, const float *share, int B, int T, int H, int Hkv, int hd)
@@ -261,8 +268,8 @@ void pc_attention_one_query_forward(float *out, float *probs, const float *q, co
         for (int h = 0; h < H; h++) {
             const size_t pair = (size_t)b * H + h, kv = (size_t)b * T * Dkv + (size_t)(h / rep) * hd;
             float *p = probs + pair * T, *o = out + (size_t)b * D + (size_t)h * hd;
-            one_query_probs(p, q + (size_t)b * D + (size_t)h * hd, k + kv, Dkv, key_mask ? key_mask + (size_t)b * T : NULL,
-                            T, hd, scale);
+            const uint8_t *mask = key_mask ? key_mask + (size_t)b * T : NULL;
+            one_query_probs(p, q + (size_t)b * D + (size_t)h * hd, k + kv, Dkv, mask, T, hd, scale);
             for (int x = 0; x < hd; x++) o[x] = 0.0f;
             for (int j = 0; j < T; j++)
                 axpy(o, drop_mask ? p[j] * drop_mask[pair * T + j] : p[j], v + kv + (size_t)j * Dkv, hd);
@@ -276,7 +283,7 @@ size_t pc_attention_one_query_scratch_floats(int B, int T)
 }
 
 /* Per pair: out = sum_j w_j v_j with w = p * mask gives dv_j += w_j dout and dp_j = mask_j (dout . v_j);
- * the softmax backward gives ds (as softmax_backward); s_j = scale q . k_j gives dq = scale sum_j ds_j k_j and
+ * softmax_backward_row gives ds; s_j = scale q . k_j gives dq = scale sum_j ds_j k_j and
  * dk_j += scale ds_j q. Heads that share k and v add into them in head order (same bits for any thread count). */
 void pc_attention_one_query_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                                      const float *q, const float *k, const float *v, const uint8_t *key_mask,
@@ -288,23 +295,19 @@ void pc_attention_one_query_backward(float *dq, float *dk, float *dv, const floa
     #pragma omp parallel for schedule(static) if (one_query_parallel(B, T, H, hd))
     for (int b = 0; b < B; b++) {
         float *ds = scratch + (size_t)b * T;
-        const uint8_t *mask = key_mask ? key_mask + (size_t)b * T : NULL;
+        const bool any_key = row_has_key(key_mask ? key_mask + (size_t)b * T : NULL, false, 0, T);
         memset(dk + (size_t)b * T * Dkv, 0, sizeof(float) * (size_t)T * Dkv);
         memset(dv + (size_t)b * T * Dkv, 0, sizeof(float) * (size_t)T * Dkv);
         for (int h = 0; h < H; h++) {
             const size_t pair = (size_t)b * H + h, kv = (size_t)b * T * Dkv + (size_t)(h / rep) * hd;
             const size_t qo = (size_t)b * D + (size_t)h * hd;
             const float *p = probs + pair * T, *dm = drop_mask ? drop_mask + pair * T : NULL;
-            bool any_key = false;
             for (int j = 0; j < T; j++) {
                 const float keep = dm ? dm[j] : 1.0f;
                 axpy(dv + kv + (size_t)j * Dkv, p[j] * keep, dout + qo, hd);
                 ds[j] = keep * dot(dout + qo, v + kv + (size_t)j * Dkv, hd);
-                any_key |= !pc_attention_key_masked(mask, false, 0, j);
             }
-            double total = 0.0;
-            for (int j = 0; j < T; j++) total += (double)p[j] * ds[j];
-            for (int j = 0; j < T; j++) ds[j] = any_key ? p[j] * (ds[j] - (float)total) : 0.0f;
+            softmax_backward_row(ds, p, any_key, T);
             for (int x = 0; x < hd; x++) dq[qo + x] = 0.0f;
             for (int j = 0; j < T; j++) {
                 axpy(dq + qo, scale * ds[j], k + kv + (size_t)j * Dkv, hd);
