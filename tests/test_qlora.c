@@ -71,7 +71,8 @@ static void check_4bit_equals_dequantized(const char *fixture, pc_q4_type type, 
     if (pq && pr) {
         float lq, lr;
         forward_backward(q, pq, &lq);
-        long nlog = 12L * q->vocab_size;
+        long nlog = (long)q->n_loss_tokens * q->vocab_size;   /* the rows with a target (models/causal_lm.h) */
+        CHECK(q->n_loss_tokens == 8);
         float *logits_q = malloc(sizeof(float) * (size_t)nlog);
         memcpy(logits_q, q->logits, sizeof(float) * (size_t)nlog);
         forward_backward(ref, pr, &lr);

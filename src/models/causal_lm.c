@@ -1,6 +1,7 @@
 #include "models/causal_lm.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "nn/loss.h"
 
@@ -23,23 +24,57 @@ pc_status pc_causal_check_batch(const pc_batch *b, int cap_B, int cap_T, int max
     return PEFTC_OK;
 }
 
-pc_status pc_causal_loss(pc_model *m, const pc_batch *b, int32_t *shifted, float *probs, float *loss,
-                         pc_error *err)
+bool pc_causal_head_alloc(pc_owned *o, pc_causal_head *h, long N, long hidden, long vocab)
 {
-    int B = b->B, T = b->T;
-    for (int bi = 0; bi < B; bi++)
-        for (int t = 0; t < T; t++)
-            shifted[bi * T + t] = t + 1 < T ? b->labels[bi * T + t + 1] : PC_IGNORE_INDEX;
+    return (h->targets = pc_owned_alloc_bytes(o, sizeof(int32_t) * (size_t)N)) &&
+           (h->rows = pc_owned_alloc_bytes(o, sizeof(int32_t) * (size_t)N)) &&
+           (h->x_rows = pc_owned_alloc(o, N * hidden)) && (h->dx_rows = pc_owned_alloc(o, N * hidden)) &&
+           (h->probs = pc_owned_alloc(o, N * vocab));
+}
+
+/* Row bi*T + t predicts labels[bi*T + t + 1]; the last position of a row predicts nothing. */
+static void collect_targets(pc_causal_head *h, const pc_batch *b)
+{
+    h->n_rows = 0;
+    for (int bi = 0; bi < b->B; bi++)
+        for (int t = 0; t + 1 < b->T; t++) {
+            int32_t label = b->labels[bi * b->T + t + 1];
+            if (label == PC_IGNORE_INDEX) continue;
+            h->rows[h->n_rows] = bi * b->T + t;
+            h->targets[h->n_rows++] = label;
+        }
+}
+
+pc_status pc_causal_head_forward(pc_model *m, pc_linear *lm_head, pc_causal_head *h, const float *x, int hidden,
+                                 const pc_batch *b, bool training, pc_rng *rng, float *loss, pc_error *err)
+{
+    int N = b->B * b->T;
+    *loss = 0;
+    m->n_loss_tokens = 0;
+    if (!b->labels) {
+        pc_linear_forward(lm_head, m->logits, x, N, training, rng);
+        return PEFTC_OK;
+    }
+    collect_targets(h, b);   /* fewer than N: a row's last position never has one */
+    for (int j = 0; j < h->n_rows; j++)
+        memcpy(h->x_rows + (long)j * hidden, x + (long)h->rows[j] * hidden, sizeof(float) * (size_t)hidden);
+    if (h->n_rows == 0) return PEFTC_OK;
+    pc_linear_forward(lm_head, m->logits, h->x_rows, h->n_rows, training, rng);
     int counted = 0;
-    *loss = pc_cross_entropy_forward(probs, m->logits, shifted, B * T, m->vocab_size, &counted);
+    *loss = pc_cross_entropy_forward(h->probs, m->logits, h->targets, h->n_rows, m->vocab_size, &counted);
     m->n_loss_tokens = counted;
     if (!isfinite(*loss)) return pc_fail(err, PEFTC_ERR_NUMERIC, "the loss is %f", (double)*loss);
     return PEFTC_OK;
 }
 
-void pc_causal_loss_backward(const pc_model *m, const pc_batch *b, const int32_t *shifted, float *probs,
-                             float *dlogits, float dloss)
+void pc_causal_head_backward(const pc_model *m, pc_linear *lm_head, pc_causal_head *h, float *dx, int hidden,
+                             const pc_batch *b, float dloss)
 {
-    float scale = m->n_loss_tokens > 0 ? dloss / (float)m->n_loss_tokens : 0.0f;
-    pc_cross_entropy_backward(dlogits, probs, shifted, b->B * b->T, m->vocab_size, scale);
+    memset(dx, 0, sizeof(float) * (size_t)b->B * b->T * hidden);
+    if (h->n_rows == 0) return;
+    float scale = dloss / (float)h->n_rows;
+    pc_cross_entropy_backward(h->probs, h->probs, h->targets, h->n_rows, m->vocab_size, scale);
+    pc_linear_backward(lm_head, h->dx_rows, false, h->probs, h->x_rows, h->n_rows);
+    for (int j = 0; j < h->n_rows; j++)
+        memcpy(dx + (long)h->rows[j] * hidden, h->dx_rows + (long)j * hidden, sizeof(float) * (size_t)hidden);
 }

@@ -46,8 +46,8 @@ typedef struct gpt2 {
     bool training;
     pc_rng *layer_rng;               /* dropout stream state at each block's start (for recomputation) */
     int cap_B, cap_T, cache_cap, cache_len;
-    float *x0, *emb_drop, *xf, *mean_f, *rstd_f, *probs;
-    int32_t *shift_labels;
+    float *x0, *emb_drop, *xf, *mean_f, *rstd_f;
+    pc_causal_head head;             /* lm_head's rows with a target, the loss */
     float *d_cur, *d_tmp, *d_qkv, *d_q, *d_k, *d_v, *d_wide, *attn_scratch, *decode_scratch;
     pc_linear **linear_list;
     pc_norm **norm_list;
@@ -181,8 +181,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     o->group = 1;
     bool ok = (g->x0 = pc_owned_alloc(o, N * E)) && (g->emb_drop = pc_owned_alloc(o, N * E)) &&
         (g->xf = pc_owned_alloc(o, N * E)) && (g->mean_f = pc_owned_alloc(o, N)) && (g->rstd_f = pc_owned_alloc(o, N)) &&
-        (m->logits = pc_owned_alloc(o, N * V)) && (g->probs = pc_owned_alloc(o, N * V)) &&
-        (g->shift_labels = pc_owned_alloc_bytes(o, sizeof(int32_t) * (size_t)N)) &&
+        (m->logits = pc_owned_alloc(o, N * V)) && pc_causal_head_alloc(o, &g->head, N, E, V) &&
         (g->d_cur = pc_owned_alloc(o, N * E)) && (g->d_tmp = pc_owned_alloc(o, N * E)) &&
         (g->d_qkv = pc_owned_alloc(o, N * 3 * E)) && (g->d_q = pc_owned_alloc(o, N * E)) &&
         (g->d_k = pc_owned_alloc(o, N * E)) && (g->d_v = pc_owned_alloc(o, N * E)) &&
@@ -295,10 +294,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
         x = g->layers[i].a.out;
     }
     pc_layernorm_forward(g->xf, g->mean_f, g->rstd_f, x, g->ln_f.w, g->ln_f.b, N, c->n_embd, c->eps);
-    pc_linear_forward(&g->lm_head, m->logits, g->xf, N, training, rng);
-    *loss = 0;
-    m->n_loss_tokens = 0;
-    return b->labels ? pc_causal_loss(m, b, g->shift_labels, g->probs, loss, err) : PEFTC_OK;
+    return pc_causal_head_forward(m, &g->lm_head, &g->head, g->xf, c->n_embd, b, training, rng, loss, err);
 }
 
 /* ---------- backward ---------- */
@@ -355,8 +351,7 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
     gpt2 *g = m->impl;
     const pc_gpt2_config *c = &g->cfg;
     int N = b->B * b->T;
-    pc_causal_loss_backward(m, b, g->shift_labels, g->probs, g->probs, dloss);
-    pc_linear_backward(&g->lm_head, g->d_tmp, false, g->probs, g->xf, N);
+    pc_causal_head_backward(m, &g->lm_head, &g->head, g->d_tmp, c->n_embd, b, dloss);
     const float *x_last = g->layers[c->n_layer - 1].a.out;
     pc_layernorm_backward(g->d_cur, g->ln_f.dw, g->ln_f.db, g->d_tmp, x_last, g->mean_f, g->rstd_f, g->ln_f.w, N,
                           c->n_embd);

@@ -49,8 +49,8 @@ typedef struct llama {
     float *rope_cos, *rope_sin;      /* [max_pos, head_dim] */
     int cap_B, cap_T, cache_cap, cache_len;
     bool training;                   /* mode of the last forward */
-    float *x0, *xf, *rstd_f, *probs;
-    int32_t *shift_labels;
+    float *x0, *xf, *rstd_f;
+    pc_causal_head head;             /* lm_head's rows with a target, the loss */
     float *d_cur, *d_tmp, *d_q, *d_k, *d_v, *d_i1, *d_i2, *d_i3, *attn_scratch;
     float *decode_scratch;           /* for pc_attention_decode over up to cache_cap positions */
     pc_linear **linear_list;
@@ -249,8 +249,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     o->group = 1;
     bool ok = (l->x0 = pc_owned_alloc(o, N * H)) && (l->xf = pc_owned_alloc(o, N * H)) &&
         (l->rstd_f = pc_owned_alloc(o, N)) && (m->logits = pc_owned_alloc(o, N * V)) &&
-        (l->probs = pc_owned_alloc(o, N * V)) &&
-        (l->shift_labels = pc_owned_alloc_bytes(o, sizeof(int32_t) * (size_t)N)) &&
+        pc_causal_head_alloc(o, &l->head, N, H, V) &&
         (l->d_cur = pc_owned_alloc(o, N * wide)) && (l->d_tmp = pc_owned_alloc(o, N * wide)) &&
         (l->d_q = pc_owned_alloc(o, N * wide)) && (l->d_k = pc_owned_alloc(o, N * wide)) &&
         (l->d_v = pc_owned_alloc(o, N * wide)) && (l->d_i1 = pc_owned_alloc(o, N * I)) &&
@@ -351,10 +350,7 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
         x = l->layers[i].a.out;
     }
     pc_rmsnorm_forward(l->xf, l->rstd_f, x, l->final_norm.w, N, c->hidden, c->rms_norm_eps);
-    pc_linear_forward(&l->lm_head, m->logits, l->xf, N, training, rng);
-    *loss = 0;
-    m->n_loss_tokens = 0;
-    return b->labels ? pc_causal_loss(m, b, l->shift_labels, l->probs, loss, err) : PEFTC_OK;
+    return pc_causal_head_forward(m, &l->lm_head, &l->head, l->xf, c->hidden, b, training, rng, loss, err);
 }
 
 /* ---------- backward ---------- */
@@ -413,8 +409,7 @@ static void backward(pc_model *m, const pc_batch *b, float dloss)
     llama *l = m->impl;
     const pc_llama_config *c = &l->cfg;
     int N = b->B * b->T;
-    pc_causal_loss_backward(m, b, l->shift_labels, l->probs, l->probs, dloss);
-    pc_linear_backward(&l->lm_head, l->d_tmp, false, l->probs, l->xf, N);
+    pc_causal_head_backward(m, &l->lm_head, &l->head, l->d_tmp, c->hidden, b, dloss);
     const float *x_last = l->layers[c->n_layers - 1].a.out;
     pc_rmsnorm_backward(l->d_cur, l->final_norm.dw, l->d_tmp, x_last, l->rstd_f, l->final_norm.w, N, c->hidden);
     int lowest = lowest_trainable(l);

@@ -43,7 +43,8 @@ typedef struct pc_model pc_model;
 typedef struct pc_model_ops {
     /* Sizes the activation buffers for batches up to B x T (no allocation during steps). */
     pc_status (*reserve)(pc_model *m, int B, int T, pc_error *err);
-    /* Runs the model; fills m->logits ([B, num_labels], or [B, T, vocab] for a causal LM);
+    /* Runs the model; fills m->logits ([B, num_labels], or [B, T, vocab] for a causal LM; with labels, a causal
+     * LM's logits are only the n_loss_tokens rows that have a target, in order: models/causal_lm.h);
      * *loss = mean cross-entropy over the counted labels (m->n_loss_tokens of them) when labels are given. */
     pc_status (*forward)(pc_model *m, const pc_batch *batch, bool training, float *loss, pc_error *err);
     /* Back-propagates d(objective)/d(loss) = dloss through the last forward, accumulating gradients
@@ -77,7 +78,7 @@ struct pc_model {
     int checkpoint_dtype;            /* pc_dtype holding most of the checkpoint's parameters (F32, BF16, F16) */
     pc_named_tensor extra_tensors[4];/* embeddings etc., by their module names */
     int n_extra_tensors;
-    float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] */
+    float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] (see forward) */
     long n_loss_tokens;              /* labels counted by the last forward's loss */
     pc_rng dropout_rng;              /* the "dropout" stream */
     float neftune_noise_alpha;       /* > 0: NEFTune noise on the input embeddings in training */
