@@ -66,10 +66,12 @@ typedef struct lm_builder {
     int64_t cap_ids, cap_rows;
 } lm_builder;
 
+/* Room for `ids` more ids at the end of the open example (which starts at offsets[n] and ends at offsets[n+1]),
+ * and for the offsets of it and of the next one (lm_close writes offsets[n+2]). */
 static pc_status lm_reserve(lm_builder *b, int64_t ids, pc_error *err)
 {
     pc_encoded *e = b->e;
-    if (e->n + 2 > b->cap_rows) {
+    if (e->n + 3 > b->cap_rows) {
         int64_t cap = b->cap_rows ? 2 * b->cap_rows : 1024;
         int64_t *offsets = realloc(e->offsets, sizeof *offsets * (size_t)cap);
         if (!offsets) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory while tokenizing");
@@ -77,9 +79,10 @@ static pc_status lm_reserve(lm_builder *b, int64_t ids, pc_error *err)
         e->offsets = offsets;
         b->cap_rows = cap;
     }
-    if (e->offsets[e->n] + ids <= b->cap_ids) return PEFTC_OK;
+    const int64_t end = e->offsets[e->n + 1] + ids;
+    if (end <= b->cap_ids) return PEFTC_OK;
     int64_t cap = b->cap_ids ? b->cap_ids : 4096;
-    while (cap < e->offsets[e->n] + ids) cap *= 2;
+    while (cap < end) cap *= 2;
     int32_t *new_ids = realloc(e->ids, sizeof *new_ids * (size_t)cap);
     if (new_ids) e->ids = new_ids;
     int32_t *labels = new_ids ? realloc(e->token_labels, sizeof *labels * (size_t)cap) : NULL;
