@@ -372,3 +372,23 @@ TEST(cli_restarts_with_openblas_avx512_kernels)
     if (saved) setenv("OPENBLAS_CORETYPE", saved_copy, 1);
     else unsetenv("OPENBLAS_CORETYPE");
 }
+
+/* Every shipped causal-LM example trains (a few steps, on the real stories260K): the prompt/completion SFT one
+ * once overran the tokenized dataset's buffers. */
+TEST(cli_shipped_causal_examples_train)
+{
+    const char *s = pc_test_shared("models/stories260K/model.safetensors");
+    if (!s) SKIP("../shared/models/stories260K absent: the shipped causal examples not run");
+    const char *src = getenv("PEFTC_SOURCE_DIR") ? getenv("PEFTC_SOURCE_DIR") : ".";
+    const char *examples[] = {"stories_lora", "stories_neftune", "qlora_causal"};
+    for (int i = 0; i < 3; i++) {
+        char args[4096], out[65536];
+        const char *data = i == 1 ? "stories_sft" : "stories";
+        snprintf(args, sizeof args, "train %s/examples/%s.json --model_name_or_path %s --train_file "
+                 "%s/examples/data/%s_train.jsonl --validation_file %s/examples/data/%s_validation.jsonl "
+                 "--output_dir %s/example-%s --max_steps 3 --save_strategy no", src, examples[i],
+                 pc_test_shared("models/stories260K"), src, data, src, data, pc_test_tmpdir(), examples[i]);
+        int rc = run_peftc(args, out, sizeof out);
+        CHECK_MSG(rc == 0 && strstr(out, "trained 3 steps"), "%s: exit %d: %s", examples[i], rc, out);
+    }
+}
