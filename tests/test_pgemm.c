@@ -96,11 +96,12 @@ static void check_linear(lin_shape s, bool w_in_out, pc_pack_dtype dtype, const 
 
 TEST(pgemm_every_kernel_matches_naive_product)
 {
-    /* odd sizes around the blocking: MR 12, NR 32, KC 192 steps (384 bf16 values), MC 144 rows; the last
-     * has many rows and N >= 2M forward (the threads split the columns), N < 2M for dx (they split the rows) */
+    /* odd sizes around the blocking: MR 12, NR 32, KC 1024 steps (2048 bf16 values), MC 96 rows; { 150, 33,
+     * 310 } has N >= 2M forward (the threads split the columns), N < 2M for dx (they split the rows); the
+     * last two run 2-3 reduction blocks (fp32 and bf16) forward or backward, so later blocks add onto C */
     static const lin_shape shapes[] = {
-        { 1, 1, 1 }, { 3, 17, 5 }, { 17, 3, 33 }, { 1, 255, 257 }, { 257, 17, 255 },
-        { 13, 257, 65 }, { 255, 400, 31 }, { 97, 3, 1 }, { 150, 33, 310 },
+        { 1, 1, 1 }, { 3, 17, 5 }, { 17, 3, 33 }, { 1, 255, 257 }, { 257, 17, 255 }, { 13, 257, 65 },
+        { 255, 400, 31 }, { 97, 3, 1 }, { 150, 33, 310 }, { 29, 2081, 45 }, { 110, 70, 2049 },
     };
     pc_isa before = pc_isa_active(), best = pc_isa_detected();
     for (int isa = PC_ISA_AVX512; isa >= PC_ISA_PORTABLE; isa--) {

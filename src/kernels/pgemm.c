@@ -14,9 +14,12 @@
 enum {
     MR = 12,   /* rows of A per micro-tile */
     NR = 32,   /* columns of B per micro-tile (two zmm) */
-    KC = 192,  /* reduction steps per block: a 32-column B panel (24 KB) stays in L1 (48 KB) */
-    MC = 144,  /* rows of A per packed block: 144 x 192 words (108 KB) stay in L2 (1 MB) */
+    KC = 1024, /* reduction steps per block: few blocks, so C's tiles are reloaded rarely; a 32-column B panel
+                * (128 KB) is read from L2, each step prefetched into L1 a few steps ahead */
+    MC = 96,   /* rows of A per packed block: 96 x 1024 words (384 KB, on each thread's stack) stay in L2
+                * (1 MB) beside the B panel */
 };
+_Static_assert(MC % MR == 0, "a row block is whole micro-panels (pack_a fills MR rows per panel)");
 
 /* ---- instruction set (base/isa) ---- */
 
@@ -243,10 +246,20 @@ static void pack_a(pc_isa isa, const float *A, int lda, int M, int K, pc_pack_dt
 
 /* ---- micro-kernels: c[MR x NR] (=, or += when load_c) over ks steps of a (MR words per step) and b (NR) ---- */
 
-typedef void micro_kernel(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c);
+/* Lines of the next B panel for a kernel to bring into L2 while it runs, one every `every` steps: a panel not
+ * yet in cache (B is read from memory once per row block) would stall the first tile of its sweep. */
+typedef struct {
+    const char *at;
+    int lines, every;
+} l2_prefetch;
 
-static void kernel_portable_f32(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+typedef void micro_kernel(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c,
+                          l2_prefetch next);
+
+static void kernel_portable_f32(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c,
+                                l2_prefetch next)
 {
+    (void)next;
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = load_c ? c[i * ldc + j] : 0.0f;
@@ -259,8 +272,10 @@ static void kernel_portable_f32(int ks, const uint32_t *a, const uint32_t *b, fl
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
-static void kernel_portable_bf16(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+static void kernel_portable_bf16(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c,
+                                 l2_prefetch next)
 {
+    (void)next;
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = load_c ? c[i * ldc + j] : 0.0f;
@@ -320,13 +335,27 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile_store
     }
 }
 
+/* One step's share of the next panel: a line into L2 when its countdown runs out. */
+__attribute__((target("avx512f"), always_inline)) static inline void l2_prefetch_step(l2_prefetch *next,
+                                                                                    int *countdown)
+{
+    if (next->lines > 0 && --*countdown == 0) {
+        _mm_prefetch(next->at, _MM_HINT_T1);
+        next->at += 64;
+        next->lines--;
+        *countdown = next->every;
+    }
+}
+
 __attribute__((target("avx512f"))) static void kernel_avx512_f32(int ks, const uint32_t *a, const uint32_t *b,
-                                                                 float *c, long ldc, bool load_c)
+                                                                 float *c, long ldc, bool load_c, l2_prefetch next)
 {
     __m512 acc[MR][2];
     tile_load_avx512(acc, c, ldc, load_c);
     const float *af = (const float *)a, *bf = (const float *)b;
+    int countdown = next.every;
     for (int s = 0; s < ks; s++) {
+        l2_prefetch_step(&next, &countdown);
         __m512 b0 = _mm512_load_ps(bf + s * NR), b1 = _mm512_load_ps(bf + s * NR + 16);
         _mm_prefetch((const char *)(bf + (s + 8) * NR), _MM_HINT_T0);
 #pragma GCC unroll 12
@@ -342,11 +371,13 @@ __attribute__((target("avx512f"))) static void kernel_avx512_f32(int ks, const u
 /* VDPBF16PS: each fp32 lane adds the two products of its bf16 pair. */
 __attribute__((target("avx512f,avx512bf16"))) static void kernel_avx512_bf16(int ks, const uint32_t *a,
                                                                               const uint32_t *b, float *c, long ldc,
-                                                                              bool load_c)
+                                                                              bool load_c, l2_prefetch next)
 {
     __m512 acc[MR][2];
     tile_load_avx512(acc, c, ldc, load_c);
+    int countdown = next.every;
     for (int s = 0; s < ks; s++) {
+        l2_prefetch_step(&next, &countdown);
         __m512bh b0 = (__m512bh)_mm512_load_si512(b + s * NR), b1 = (__m512bh)_mm512_load_si512(b + s * NR + 16);
         _mm_prefetch((const char *)(b + (s + 8) * NR), _MM_HINT_T0);
 #pragma GCC unroll 12
@@ -401,14 +432,18 @@ __attribute__((target("avx2,fma"))) static void sub_avx2_bf16(int ks, const uint
     tile_store_avx2(acc, c, ldc);
 }
 
-static void kernel_avx2_f32(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+static void kernel_avx2_f32(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c,
+                            l2_prefetch next)
 {
+    (void)next;
     for (int i = 0; i < MR; i += 6)
         for (int j = 0; j < NR; j += 16) sub_avx2_f32(ks, a + i, b + j, c + i * ldc + j, ldc, load_c);
 }
 
-static void kernel_avx2_bf16(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c)
+static void kernel_avx2_bf16(int ks, const uint32_t *a, const uint32_t *b, float *c, long ldc, bool load_c,
+                             l2_prefetch next)
 {
+    (void)next;
     for (int i = 0; i < MR; i += 6)
         for (int j = 0; j < NR; j += 16) sub_avx2_bf16(ks, a + i, b + j, c + i * ldc + j, ldc, load_c);
 }
@@ -455,8 +490,14 @@ static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_
             for (int p = p_lo; p < p_hi; p++) {
                 const uint32_t *panel = B->data + (size_t)s0 * B->npad + (size_t)p * ks * NR;
                 int n0 = p * NR, nr = B->N - n0 < NR ? B->N - n0 : NR;
+                /* the next panel (it follows this one) shared out among the row block's tiles */
+                int next_lines = p + 1 < p_hi ? ks * NR * (int)sizeof(uint32_t) / 64 : 0;
+                int tiles = (mc + MR - 1) / MR, share = (next_lines + tiles - 1) / tiles;
                 for (int i = 0; i < mc; i += MR) {
                     int mr = mc - i < MR ? mc - i : MR;
+                    int first = i / MR * share, lines = next_lines - first < share ? next_lines - first : share;
+                    l2_prefetch next = { (const char *)(panel + (size_t)ks * NR) + (size_t)first * 64,
+                                         lines > 0 ? lines : 0, lines > 0 && ks / lines > 1 ? ks / lines : 1 };
                     float *c = pr->C + (long)(m0 + i) * pr->ldc + n0;
                     /* the bias goes into the tile just before its kernel loads it (from L1) */
                     const bool whole = mr == MR && nr == NR;
@@ -464,12 +505,12 @@ static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_
                     const long ld = whole ? pr->ldc : NR;
                     for (int r = 0; from_bias && r < mr; r++) memcpy(tile + r * ld, pr->bias + n0, sizeof(float) * nr);
                     if (whole) {
-                        pr->kernel(ks, Ap + (size_t)i * ks, panel, c, pr->ldc, load_c);
+                        pr->kernel(ks, Ap + (size_t)i * ks, panel, c, pr->ldc, load_c, next);
                         continue;
                     }
                     for (int r = 0; load_c && !from_bias && r < mr; r++)
                         memcpy(edge + r * NR, c + (long)r * pr->ldc, sizeof(float) * nr);
-                    pr->kernel(ks, Ap + (size_t)i * ks, panel, edge, NR, load_c);
+                    pr->kernel(ks, Ap + (size_t)i * ks, panel, edge, NR, load_c, next);
                     for (int r = 0; r < mr; r++) memcpy(c + (long)r * pr->ldc, edge + r * NR, sizeof(float) * nr);
                 }
             }
