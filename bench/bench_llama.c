@@ -354,7 +354,7 @@ static pc_status train(bool qlora, bool bf16, int steps, const char *dir, pc_err
     static int32_t ids[SEQ];
     static uint8_t mask[SEQ];
     pc_status s = load(dir, qlora, &m, err);
-    for (int i = 0; !s && bf16 && i < m->n_linears; i++) m->linears[i]->pack_dtype = PC_PACK_BF16;
+    if (!s) pc_model_choose_packing(m, bf16, PC_PACK_F32_BUDGET);   /* as the Trainer */
     if (!s) {
         m->gradient_checkpointing = qlora;   /* prepare_model_for_kbit_training turns it on */
         s = apply_lora(m, &p, err);

@@ -157,7 +157,7 @@ static pc_status run(int steps, const char *dir, pc_error *err)
     static int32_t ids[BATCH * SEQ], labels[BATCH];
     static uint8_t mask[BATCH * SEQ];
     pc_status s = pc_model_load(dir, &opts, &m, err);
-    for (int i = 0; !s && i < m->n_linears; i++) m->linears[i]->pack_dtype = bf16 ? PC_PACK_BF16 : PC_PACK_F32;
+    if (!s) pc_model_choose_packing(m, bf16, PC_PACK_F32_BUDGET);   /* as the Trainer */
     if (!s) s = apply_lora(m, &p, err);
     if (!s) s = m->ops->reserve(m, BATCH, SEQ, err);
     if (!s) s = pc_adamw_init(&opt, &p->trainable, 0.9, 0.999, 1e-8, 0.0, err);

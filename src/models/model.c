@@ -128,3 +128,18 @@ void pc_model_free(pc_model *m)
     pc_scratch_free(&m->scratch);
     m->ops->destroy(m);
 }
+
+void pc_model_choose_packing(pc_model *m, bool bf16, double budget_bytes)
+{
+    double frozen_f32 = 0;
+    bool any_4bit = false;
+    for (int i = 0; i < m->n_linears; i++) {
+        const pc_linear *l = m->linears[i];
+        if (l->W) frozen_f32 += 4.0 * (double)l->in * (double)l->out;
+        any_4bit |= l->q4 != NULL;
+    }
+    for (int i = 0; i < m->n_linears; i++) {
+        m->linears[i]->pack_dtype = bf16 ? PC_PACK_BF16 : PC_PACK_F32;
+        m->linears[i]->pack_f32 = frozen_f32 <= budget_bytes && !any_4bit;
+    }
+}

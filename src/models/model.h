@@ -102,4 +102,14 @@ pc_linear *pc_model_find_linear(const pc_model *m, const char *name);
 void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data, int64_t rows, int64_t cols);
 void pc_model_free(pc_model *m);
 
+/* How the frozen Linears' products run in training (read at pc_linear_reserve). bf16: every frozen fp32 weight
+ * packed in bf16 (training's bf16: true). Otherwise fp32 on our packed kernels (kernels/pgemm: faster than
+ * OpenBLAS's AVX-512 sgemm on all but one of bench_gemm's training shapes, 15-20 % over a DistilBERT step)
+ * while the frozen fp32 weights come to at most budget_bytes (the packed copies, one per direction, take
+ * twice a weight's memory in its place) and no Linear is 4-bit (QLoRA is chosen to save memory); past that
+ * the products stay on OpenBLAS where it has AVX-512 kernels. The Trainer's budget is PC_PACK_F32_BUDGET:
+ * DistilBERT-base (170 MB of Linear weights) is packed, a 1B model in fp32 (4 GB) is not. */
+#define PC_PACK_F32_BUDGET (1024.0 * 1024 * 1024)
+void pc_model_choose_packing(pc_model *m, bool bf16, double budget_bytes);
+
 #endif

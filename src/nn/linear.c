@@ -25,7 +25,8 @@ static const pc_packed_weight *packed_of(const pc_linear *lin)
 static pc_status pack_frozen(pc_linear *lin, pc_error *err)
 {
     if (packed_of(lin) || !lin->W || lin->dW || lin->q4) return PEFTC_OK;
-    if (lin->pack_dtype == PC_PACK_F32 && pc_gemm_openblas_avx512()) return PEFTC_OK;  /* OpenBLAS is faster */
+    /* fp32 stays on OpenBLAS, unpacked, where it has AVX-512 kernels and the caller saves the packed copies */
+    if (lin->pack_dtype == PC_PACK_F32 && !lin->pack_f32 && pc_gemm_openblas_avx512()) return PEFTC_OK;
     pc_linear_release(lin);
     pc_packed_weight *p = malloc(sizeof *p);
     if (!p) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory packing %s", lin->name);

@@ -36,6 +36,8 @@ typedef struct pc_linear {
     pc_q4_compute q4_compute;
     pc_scratch *scratch;/* the model's shared scratch (set by pc_linear_reserve) */
     pc_pack_dtype pack_dtype;    /* the frozen W's product type: F32 (default) or BF16 (training's bf16: true) */
+    bool pack_f32;               /* pack an fp32 W even where OpenBLAS has AVX-512 kernels (training, see
+                                  * train/trainer.c: faster, at the packed copies' memory) */
     pc_packed_weight *packed;    /* frozen W packed for kernels/pgemm at reserve; NULL when trainable or 4-bit */
 } pc_linear;
 
@@ -44,7 +46,7 @@ pc_base_weight pc_linear_base(const pc_linear *lin);
 
 /* Sizes the per-step buffers (adapter state, 4-bit scratch) for `rows` rows; no allocation happens in steps.
  * The first call also packs a frozen f32 W (lin->dW NULL) in lin->pack_dtype for kernels/pgemm (fp32 only
- * when OpenBLAS lacks its AVX-512 kernels: pc_gemm_openblas_avx512): the products
+ * when lin->pack_f32 is set or OpenBLAS lacks its AVX-512 kernels: pc_gemm_openblas_avx512): the products
  * then read the packed copy only, and W's pages are offered back to the kernel (MADV_PAGEOUT; an mmap'd
  * checkpoint is re-read from the file if W is touched again, anonymous memory without swap stays). */
 pc_status pc_linear_reserve(pc_linear *lin, int rows, pc_scratch *scratch, pc_error *err);

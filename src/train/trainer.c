@@ -124,7 +124,7 @@ static pc_status load_model(const pc_config *c, pc_model **model, pc_error *err)
     pc_status s = apply_4bit(c, *model, err);
     /* bf16: true runs the frozen f32 weights' products in bf16 (kernels/pgemm; fp32 accumulation); adapters,
      * gradients and the optimizer stay fp32 */
-    for (int i = 0; i < (*model)->n_linears; i++) (*model)->linears[i]->pack_dtype = c->bf16 ? PC_PACK_BF16 : PC_PACK_F32;
+    if (!s) pc_model_choose_packing(*model, c->bf16, PC_PACK_F32_BUDGET);
     if (s) { pc_model_free(*model); *model = NULL; }
     return s;
 }
