@@ -31,8 +31,9 @@ static void usage(FILE *out)
 
 /* OpenBLAS picks its kernels once, when it loads, from OPENBLAS_CORETYPE or its own CPU table (which may not
  * know a new CPU, or an environment may pin an older core type). On a CPU with AVX-512, its SkylakeX kernels
- * run the frozen fp32 products at ~85 % of the FMA peak against ~47 % for Haswell's (make bench), and
- * spare the 2x memory of our own fp32 packing. So the program restarts itself once with that core type,
+ * run fp32 products at ~85 % of the FMA peak against ~47 % for Haswell's (make bench): the attention and
+ * head products, and the frozen weights of models too large for our fp32 packing (pc_model_choose_packing),
+ * which then keep their single copy. So the program restarts itself once with that core type,
  * unless PEFTC_OPENBLAS_CORETYPE=keep. Nothing has been read or written yet; if exec fails, it carries on. */
 static void prefer_avx512_openblas(char **argv)
 {
