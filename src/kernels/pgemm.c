@@ -473,6 +473,17 @@ typedef struct {
     micro_kernel *kernel;
 } product;
 
+/* Tile `tile` of a sweep's `tiles` prefetches this share of the panel that follows `panel` in B (none after the
+ * sweep's last panel), spread evenly over its ks steps. */
+static l2_prefetch next_panel_share(const uint32_t *panel, int ks, bool has_next, int tile, int tiles)
+{
+    int all = has_next ? ks * NR * (int)sizeof(uint32_t) / 64 : 0, share = (all + tiles - 1) / tiles;
+    int first = tile * share, lines = all - first < share ? all - first : share;
+    if (lines <= 0) return (l2_prefetch){ NULL, 0, 1 };
+    return (l2_prefetch){ (const char *)(panel + (size_t)ks * NR) + (size_t)first * 64, lines,
+                          ks / lines > 1 ? ks / lines : 1 };
+}
+
 /* C rows m_lo..m_hi, columns of panels p_lo..p_hi: for each row block and reduction block, pack A, then
  * sweep the B panels (each reused from L1 across the row block's micro-tiles). */
 static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_hi)
@@ -490,14 +501,9 @@ static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_
             for (int p = p_lo; p < p_hi; p++) {
                 const uint32_t *panel = B->data + (size_t)s0 * B->npad + (size_t)p * ks * NR;
                 int n0 = p * NR, nr = B->N - n0 < NR ? B->N - n0 : NR;
-                /* the next panel (it follows this one) shared out among the row block's tiles */
-                int next_lines = p + 1 < p_hi ? ks * NR * (int)sizeof(uint32_t) / 64 : 0;
-                int tiles = (mc + MR - 1) / MR, share = (next_lines + tiles - 1) / tiles;
                 for (int i = 0; i < mc; i += MR) {
                     int mr = mc - i < MR ? mc - i : MR;
-                    int first = i / MR * share, lines = next_lines - first < share ? next_lines - first : share;
-                    l2_prefetch next = { (const char *)(panel + (size_t)ks * NR) + (size_t)first * 64,
-                                         lines > 0 ? lines : 0, lines > 0 && ks / lines > 1 ? ks / lines : 1 };
+                    l2_prefetch next = next_panel_share(panel, ks, p + 1 < p_hi, i / MR, (mc + MR - 1) / MR);
                     float *c = pr->C + (long)(m0 + i) * pr->ldc + n0;
                     /* the bias goes into the tile just before its kernel loads it (from L1) */
                     const bool whole = mr == MR && nr == NR;
