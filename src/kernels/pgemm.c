@@ -485,7 +485,7 @@ static l2_prefetch next_panel_share(const uint32_t *panel, int ks, bool has_next
 }
 
 /* C rows m_lo..m_hi, columns of panels p_lo..p_hi: for each row block and reduction block, pack A, then
- * sweep the B panels (each reused from L1 across the row block's micro-tiles). */
+ * sweep the B panels (each reused from L2 across the row block's micro-tiles). */
 static void product_part(const product *pr, int m_lo, int m_hi, int p_lo, int p_hi)
 {
     _Alignas(64) uint32_t Ap[MC * KC];
