@@ -469,6 +469,8 @@ static const gemm_shape shapes[] = {
     {72, 257, 40, PC_Q4_NF4, false},
     {66, 192, 19, PC_Q4_NF4, true},  /* whole blocks per row: nibbles straight to bf16 (forward and dx) */
     {33, 128, 50, PC_Q4_FP4, false}, /* the same with an odd row count (dx's last pair half empty) */
+    {40, 1100, 9, PC_Q4_NF4, true},  /* forward's reduction in two passes of KC = 512 pairs (550 pairs) */
+    {1090, 1088, 4, PC_Q4_FP4, false}, /* whole blocks per row, two passes forward (544 pairs) and dx (545) */
 };
 enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 
