@@ -24,16 +24,18 @@ static pc_model *load_tiny(void)
     return m;
 }
 
-/* The Linears reserve packed, and in which type; -1 when they disagree. */
-static int packed_after_reserve(pc_model *m, pc_pack_dtype *dtype)
+/* How many of the model's Linears reserve packs, each checked to be packed in `dtype`. */
+static int packed_after_reserve(pc_model *m, pc_pack_dtype dtype)
 {
     pc_error err = {0};
     CHECK_MSG(m->ops->reserve(m, 2, 4, &err) == PEFTC_OK, "%s", err.msg);
-    int packed = m->linears[0]->packed != NULL;
-    for (int i = 0; i < m->n_linears; i++)
-        if ((m->linears[i]->packed != NULL) != packed || (packed && m->linears[i]->packed->fwd.dtype != *dtype))
-            return -1;
-    if (packed) *dtype = m->linears[0]->packed->fwd.dtype;
+    int packed = 0;
+    for (int i = 0; i < m->n_linears; i++) {
+        const pc_packed_weight *p = m->linears[i]->packed;
+        if (!p) continue;
+        packed++;
+        CHECK_MSG(p->fwd.dtype == dtype && p->bwd.dtype == dtype, "%s packed in the other type", m->linears[i]->name);
+    }
     return packed;
 }
 
@@ -42,10 +44,10 @@ TEST(model_packing_fp32_within_budget_bf16_always_past_budget_or_4bit_openblas)
     /* 1 layer of dim 64: 4 * 64^2 + 2 * 64 * 128 weights (+ the classifier's 64^2 + 2 * 64) in fp32 */
     const double weights_bytes = 4.0 * (4 * 64 * 64 + 2 * 64 * 128 + 64 * 64 + 2 * 64);
     const bool openblas_first = pc_gemm_openblas_avx512();   /* then fp32 past the budget stays unpacked */
-    struct { bool bf16; double budget; int packed; pc_pack_dtype dtype; } cases[] = {
-        { false, weights_bytes, 1, PC_PACK_F32 },
-        { false, weights_bytes - 4, openblas_first ? 0 : 1, PC_PACK_F32 },
-        { true, 0, 1, PC_PACK_BF16 },
+    struct { bool bf16; double budget; bool packed; pc_pack_dtype dtype; } cases[] = {
+        { false, weights_bytes, true, PC_PACK_F32 },
+        { false, weights_bytes - 4, !openblas_first, PC_PACK_F32 },
+        { true, 0, true, PC_PACK_BF16 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         pc_model *m = load_tiny();
@@ -54,11 +56,9 @@ TEST(model_packing_fp32_within_budget_bf16_always_past_budget_or_4bit_openblas)
         for (int l = 0; l < m->n_linears; l++)   /* the rule itself, whatever OpenBLAS this process has */
             CHECK_MSG(m->linears[l]->pack_f32 == (cases[i].budget >= weights_bytes), "case %zu: %s pack_f32 %d", i,
                       m->linears[l]->name, m->linears[l]->pack_f32);
-        pc_pack_dtype dtype = cases[i].dtype;
-        int packed = packed_after_reserve(m, &dtype);
-        CHECK_MSG(packed == cases[i].packed && dtype == cases[i].dtype,
-                  "case %zu (bf16 %d, budget %.0f of %.0f bytes): packed %d in %s, expected %d", i, cases[i].bf16,
-                  cases[i].budget, weights_bytes, packed, dtype == PC_PACK_BF16 ? "bf16" : "fp32", cases[i].packed);
+        int packed = packed_after_reserve(m, cases[i].dtype), expected = cases[i].packed ? m->n_linears : 0;
+        CHECK_MSG(packed == expected, "case %zu (bf16 %d, budget %.0f of %.0f bytes): %d of %d Linears packed, "
+                  "expected %d", i, cases[i].bf16, cases[i].budget, weights_bytes, packed, m->n_linears, expected);
         pc_model_free(m);
     }
     /* a 4-bit model keeps its fp32 Linears (here the classifier) on OpenBLAS whatever the budget */
