@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "base/fs.h"
+#include "base/profile.h"
 #include "base/rng.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
@@ -303,15 +304,19 @@ static pc_status apply_lora(pc_model *m, pc_peft_model **out, pc_error *err)
 static pc_status train_step(pc_model *m, pc_peft_model *p, pc_optimizer *opt, const pc_batch *b, phase_times *t,
                             float *loss, pc_error *err)
 {
-    double t0 = now_seconds();
+    double t0 = pc_phase_begin();
     PC_TRY(m->ops->forward(m, b, true, loss, err));
-    double t1 = now_seconds();
+    pc_phase_end(PC_PHASE_FORWARD, t0);
+    double t1 = pc_phase_begin();
     m->ops->backward(m, b, 1.0f);
-    double t2 = now_seconds();
+    pc_phase_end(PC_PHASE_BACKWARD, t1);
+    double t2 = pc_phase_begin();
     pc_clip_grad_norm(&p->trainable, 1.0);
     pc_optimizer_step(opt, &p->trainable, 2e-4);
     pc_param_list_zero_grad(&p->trainable);
+    pc_phase_end(PC_PHASE_OPTIMIZER, t2);
     double t3 = now_seconds();
+    pc_profile_step_done(t3 - t0);
     t->forward += t1 - t0;
     t->backward += t2 - t1;
     t->optimizer += t3 - t2;
@@ -336,12 +341,25 @@ static void print_setup(const pc_model *m, const pc_peft_model *p, const char *d
     printf("threads: %d   gemm: %s\n", omp_get_max_threads(), pc_gemm_backend());
 }
 
+/* The timed steps' time by op kind (base/profile.h), as `peftc train --profile` shows it. */
+static void print_ops(void)
+{
+    pc_profile_report r;
+    pc_profile_read(&r);
+    if (r.steps == 0) return;
+    printf("ops (ms/step):");
+    for (int i = 0; i < PC_OP_COUNT; i++)
+        if (r.op[i] > 0) printf(" %s %.0f", pc_op_name(i), 1e3 * r.op[i] / (double)r.steps);
+    printf("\n");
+}
+
 static void print_training(const char *name, int steps, const phase_times *t, double elapsed, float loss)
 {
     printf("steps: %d timed after %d warm-up; last loss %.4f\n", steps, WARMUP_STEPS, loss);
     printf("phases (s/step): forward %.3f  backward %.3f  optimizer %.3f (clip+step+zero_grad)\n",
            t->forward / steps, t->backward / steps, t->optimizer / steps);
     printf("fastest step: %.3f s\n", t->fastest);
+    print_ops();
     print_result(name, (double)SEQ * steps / elapsed, elapsed / steps, SEQ / t->fastest);
 }
 
@@ -375,6 +393,7 @@ static pc_status train(bool qlora, bool bf16, int steps, const char *dir, pc_err
     float loss = 0;
     for (int i = 0; !s && i < WARMUP_STEPS; i++) s = train_step(m, p, opt, &b, &warm, &loss, err);
     if (!s) printf("warm-up step: %.3f s, loss %.4f\n", warm.fastest, loss);
+    pc_profile_enable(true);   /* the timed steps only */
     double start = now_seconds();
     for (int i = 0; !s && i < steps; i++) s = train_step(m, p, opt, &b, &t, &loss, err);
     const char *name = qlora ? (bf16 ? "peftc-qlora-bf16" : "peftc-qlora") : (bf16 ? "peftc-lora-bf16" : "peftc-lora");

@@ -21,6 +21,7 @@ enum {
     PANEL = 16, /* activation rows per packed panel = fp32 lanes of a zmm register */
     NR = 8,     /* W rows (forward) or columns (dx) per micro-kernel call */
     MR = 3,     /* activation panels per micro-kernel call: MR x NR zmm accumulators */
+    PREFETCH_PAIRS = 8, /* dx: W row pairs requested ahead of their unpacking (prefetch_column_pairs) */
     KC = 512,   /* bf16 pairs of the reduction per pass: the panels' slices stay in L2, and the accumulators
                  * are reloaded rarely (128: 4-7 % slower on TinyLlama's shapes, bench_quant4) */
     ALIGN = 64,
@@ -189,27 +190,66 @@ __attribute__((target(BF16_TARGET))) static void interleave_pairs(const float *l
     for (; i < n; i++) dst[i] = (uint32_t)bf16_bits(lo[i]) | (uint32_t)bf16_bits(hi[i]) << 16;
 }
 
+/* 16 x 16 transpose of 32-bit words: out[c] lane r = in[r] lane c. Words within 128-bit lanes first (two unpack
+ * stages: u[4g + c], lane l holds column 4l + c of rows 4g..4g+3), then the 128-bit lanes of each column
+ * quartet (two lane shuffles). */
+__attribute__((target(BF16_TARGET))) static void transpose_16x16(const __m512i in[16], __m512i out[16])
+{
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(in[i], in[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(in[i], in[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512i x0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), x1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+        __m512i y0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44), y1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        out[c] = _mm512_shuffle_i32x4(x0, y0, 0x88);
+        out[4 + c] = _mm512_shuffle_i32x4(x0, y0, 0xDD);
+        out[8 + c] = _mm512_shuffle_i32x4(x1, y1, 0x88);
+        out[12 + c] = _mm512_shuffle_i32x4(x1, y1, 0xDD);
+    }
+}
+
+/* Panel p's pairs s0..s0+15 (fewer at the end): 16 rows x 16 pairs rounded to bf16 and transposed to the panel
+ * layout, 16 full-line stores; an edge block (rows past M, pairs past L) goes row by row, zero-padded. */
+__attribute__((target(BF16_TARGET))) static void pack_panel_block(const float *src, int64_t M, int64_t L,
+                                                                  int64_t p, int64_t s0, uint32_t *A)
+{
+    int64_t steps = pairs_of(L), ns = min64(PANEL, steps - s0);
+    uint32_t *dst = A + (p * steps + s0) * PANEL;
+    if ((p + 1) * PANEL <= M && 2 * (s0 + PANEL) <= L) {
+        __m512i rows[PANEL], cols[PANEL];
+        for (int r = 0; r < PANEL; r++) {
+            const float *x = src + (p * PANEL + r) * L + 2 * s0;
+            rows[r] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + 16), _mm512_loadu_ps(x));
+        }
+        transpose_16x16(rows, cols);
+        for (int s = 0; s < PANEL; s++) _mm512_storeu_si512(dst + s * PANEL, cols[s]);
+        return;
+    }
+    uint32_t buf[PANEL];
+    for (int64_t r = 0; r < PANEL; r++) {
+        int64_t m = p * PANEL + r;
+        if (m < M)
+            pairs_from_floats(src + m * L + 2 * s0, min64(2 * ns, L - 2 * s0), buf);
+        else
+            memset(buf, 0, sizeof buf);
+        for (int64_t s = 0; s < ns; s++) dst[s * PANEL + r] = buf[s];
+    }
+}
+
 __attribute__((target(BF16_TARGET))) static void pack_activations(const float *src, int64_t M, int64_t L,
                                                                   uint32_t *A, int threads)
 {
-    int64_t steps = pairs_of(L), panels = panels_of(M);
-#pragma omp parallel num_threads(threads)
-    {
-        uint32_t buf[TILE];
-#pragma omp for schedule(static)
-        for (int64_t pr = 0; pr < panels * PANEL; pr++) {
-            int64_t p = pr / PANEL, r = pr % PANEL, m = pr;
-            uint32_t *dst = A + p * steps * PANEL + r;
-            for (int64_t s0 = 0; s0 < steps; s0 += TILE) {
-                int64_t ns = min64(TILE, steps - s0);
-                if (m < M)
-                    pairs_from_floats(src + m * L + 2 * s0, min64(2 * ns, L - 2 * s0), buf);
-                else
-                    memset(buf, 0, sizeof buf);
-                for (int64_t s = 0; s < ns; s++) dst[(s0 + s) * PANEL] = buf[s];
-            }
-        }
-    }
+    int64_t blocks = (pairs_of(L) + PANEL - 1) / PANEL, panels = panels_of(M);
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t pb = 0; pb < panels * blocks; pb++) pack_panel_block(src, M, L, pb / blocks, pb % blocks * PANEL, A);
 }
 
 __attribute__((target(BF16_TARGET), always_inline)) static inline void dot_panels(
@@ -372,6 +412,16 @@ __attribute__((target(BF16_TARGET))) static void column_pairs_direct(const pc_q4
     }
 }
 
+/* dx reads tn / 2 <= 32 bytes (one cache line: t0 and K are multiples of 64) from each row of W, rows K / 2 bytes
+ * apart. The hardware prefetcher does not follow such strides across pages, so the two rows of pair p are
+ * requested PREFETCH_PAIRS pairs ahead of their unpacking. (Always inlined: GCC finds a function that only prefetches free of side effects and drops its calls.) */
+__attribute__((always_inline)) static inline void prefetch_column_pairs(const pc_q4_weight *w, int64_t p, int64_t t0)
+{
+    int64_t K = w->cols;
+    if (2 * p < w->rows) __builtin_prefetch(w->packed + (2 * p * K + t0) / 2);
+    if (2 * p + 1 < w->rows) __builtin_prefetch(w->packed + ((2 * p + 1) * K + t0) / 2);
+}
+
 /* Packs the W tile (forward: rows t0..t0+tn as bf16 rows; dx: columns t0..t0+tn as row pairs). */
 __attribute__((target(BF16_TARGET))) static packed_tile pack_w_tile(const pc_q4_weight *w, direction dir,
                                                                     int64_t t0, int64_t tn, uint32_t *Wp, float *row)
@@ -384,7 +434,10 @@ __attribute__((target(BF16_TARGET))) static packed_tile pack_w_tile(const pc_q4_
         return (packed_tile){Wp, K / 2, 1, tn};
     }
     if (dir == INPUT_GRAD && whole_blocks && t0 % PC_Q4_BLOCK == 0 && tn % 16 == 0) {
-        for (int64_t p = 0; p < pairs_of(N); p++) column_pairs_direct(w, p, t0, tn, codes, Wp + p * tn);
+        for (int64_t p = 0; p < pairs_of(N); p++) {
+            prefetch_column_pairs(w, p + PREFETCH_PAIRS, t0);
+            column_pairs_direct(w, p, t0, tn, codes, Wp + p * tn);
+        }
         return (packed_tile){Wp, 1, tn, tn};
     }
     if (dir == FORWARD) {
