@@ -252,60 +252,12 @@ __attribute__((target(BF16_TARGET))) static void pack_activations(const float *s
     for (int64_t pb = 0; pb < panels * blocks; pb++) pack_panel_block(src, M, L, pb / blocks, pb % blocks * PANEL, A);
 }
 
-__attribute__((target(BF16_TARGET), always_inline)) static inline void dot_panels(
-    int mr, const uint32_t *a, int64_t a_stride, const uint32_t *const b[NR], int64_t sp, int64_t steps, float *c,
-    int64_t c_stride, bool zero)
-{
-    __m512 acc[MR][NR];
-#pragma GCC unroll 3
-    for (int i = 0; i < mr; i++) {
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) acc[i][j] = zero ? _mm512_setzero_ps() : _mm512_loadu_ps(c + i * c_stride + PANEL * j);
-    }
-    for (int64_t s = 0; s < steps; s++) {
-        __m512bh x[MR];
-#pragma GCC unroll 3
-        for (int i = 0; i < mr; i++) x[i] = (__m512bh)_mm512_loadu_si512(a + i * a_stride + s * PANEL);
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) {
-            __m512bh wj = (__m512bh)_mm512_set1_epi32((int)b[j][s * sp]);
-#pragma GCC unroll 3
-            for (int i = 0; i < mr; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x[i], wj);
-        }
-    }
-#pragma GCC unroll 3
-    for (int i = 0; i < mr; i++) {
-#pragma GCC unroll 8
-        for (int j = 0; j < NR; j++) _mm512_storeu_ps(c + i * c_stride + PANEL * j, acc[i][j]);
-    }
-}
-
-/* mr = 1, 2, 3 panels, each with the accumulator count fixed at compile time. */
-#define DOT_PANELS(MR_)                                                                                          \
-    __attribute__((target(BF16_TARGET))) static void dot_panels_##MR_(                                           \
-        const uint32_t *a, int64_t a_stride, const uint32_t *const b[NR], int64_t sp, int64_t steps, float *c,  \
-        int64_t c_stride, bool zero)                                                                             \
-    {                                                                                                            \
-        dot_panels(MR_, a, a_stride, b, sp, steps, c, c_stride, zero);                                           \
-    }
-DOT_PANELS(1)
-DOT_PANELS(2)
-DOT_PANELS(3)
-
-/* The packed W tile seen by the micro-kernel: output column j's pair at reduction step s is
- * base[j * col_stride + s * step_stride], for j < cols. */
-typedef struct {
-    const uint32_t *base;
-    int64_t col_stride, step_stride, cols;
-} packed_tile;
-
-/* The sums of one panel x group, stored as NR = 8 vectors of PANEL = 16 rows, as 16 rows of 8 sums:
- * rows[r][j] = block[j * 16 + r]. Two unpack stages gather 4 columns of one row per 128-bit lane, then a
+/* The sums of one panel x group, NR = 8 vectors of PANEL = 16 rows, as 16 rows of 8 sums:
+ * rows[r][j] = v[j][r]. Two unpack stages gather 4 columns of one row per 128-bit lane, then a
  * two-source permute joins the lanes of columns 0-3 and 4-7. */
-__attribute__((target(BF16_TARGET))) static void transpose_8x16(const float *block, __m256 rows[PANEL])
+__attribute__((target(BF16_TARGET))) static void transpose_8x16(const __m512 v[NR], __m256 rows[PANEL])
 {
-    __m512 v[NR], t[NR], u[NR];
-    for (int j = 0; j < NR; j++) v[j] = _mm512_loadu_ps(block + j * PANEL);
+    __m512 t[NR], u[NR];
     for (int j = 0; j < NR; j += 2) {   /* per lane l: (v_j, v_j+1) at rows 4l, 4l+1 (lo) and 4l+2, 4l+3 (hi) */
         t[j] = _mm512_unpacklo_ps(v[j], v[j + 1]);
         t[j + 1] = _mm512_unpackhi_ps(v[j], v[j + 1]);
@@ -330,6 +282,81 @@ __attribute__((target(BF16_TARGET))) static void transpose_8x16(const float *blo
     }
 }
 
+/* Where a micro-kernel call's sums go on the reduction's last pass: `at` is output row p * PANEL, column g * NR;
+ * rows: output rows left from there; cols: the group's columns inside the tile. */
+typedef struct {
+    float *at;
+    int64_t ldo, rows;
+    __mmask8 cols;
+    bool accumulate;
+} out_block;
+
+/* One panel's sums (v[j]: 16 rows of output column j) into its rows of out (=, or += when accumulate). */
+__attribute__((target(BF16_TARGET))) static void store_panel(const __m512 v[NR], float *out, int64_t ldo,
+                                                             int64_t rows, __mmask8 cols, bool accumulate)
+{
+    __m256 r[PANEL];
+    transpose_8x16(v, r);
+    for (int64_t q = 0; q < PANEL && q < rows; q++) {
+        float *o = out + q * ldo;
+        __m256 sum = accumulate ? _mm256_add_ps(r[q], _mm256_maskz_loadu_ps(cols, o)) : r[q];
+        _mm256_mask_storeu_ps(o, cols, sum);
+    }
+}
+
+__attribute__((target(BF16_TARGET), always_inline)) static inline void dot_panels(
+    int mr, const uint32_t *a, int64_t a_stride, const uint32_t *const b[NR], int64_t sp, int64_t steps, float *c,
+    int64_t c_stride, bool zero, const out_block *last)
+{
+    __m512 acc[MR][NR];
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) acc[i][j] = zero ? _mm512_setzero_ps() : _mm512_loadu_ps(c + i * c_stride + PANEL * j);
+    }
+    for (int64_t s = 0; s < steps; s++) {
+        __m512bh x[MR];
+#pragma GCC unroll 3
+        for (int i = 0; i < mr; i++) x[i] = (__m512bh)_mm512_loadu_si512(a + i * a_stride + s * PANEL);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) {
+            __m512bh wj = (__m512bh)_mm512_set1_epi32((int)b[j][s * sp]);
+#pragma GCC unroll 3
+            for (int i = 0; i < mr; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], x[i], wj);
+        }
+    }
+    if (last) {   /* the reduction's last pass: straight to out, 16 rows of 8 columns per panel */
+        for (int i = 0; i < mr; i++)
+            store_panel(acc[i], last->at + i * PANEL * last->ldo, last->ldo, last->rows - i * PANEL, last->cols,
+                        last->accumulate);
+        return;
+    }
+#pragma GCC unroll 3
+    for (int i = 0; i < mr; i++) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; j++) _mm512_storeu_ps(c + i * c_stride + PANEL * j, acc[i][j]);
+    }
+}
+
+/* mr = 1, 2, 3 panels, each with the accumulator count fixed at compile time. */
+#define DOT_PANELS(MR_)                                                                                          \
+    __attribute__((target(BF16_TARGET))) static void dot_panels_##MR_(                                           \
+        const uint32_t *a, int64_t a_stride, const uint32_t *const b[NR], int64_t sp, int64_t steps, float *c,  \
+        int64_t c_stride, bool zero, const out_block *last)                                                      \
+    {                                                                                                            \
+        dot_panels(MR_, a, a_stride, b, sp, steps, c, c_stride, zero, last);                                     \
+    }
+DOT_PANELS(1)
+DOT_PANELS(2)
+DOT_PANELS(3)
+
+/* The packed W tile seen by the micro-kernel: output column j's pair at reduction step s is
+ * base[j * col_stride + s * step_stride], for j < cols. */
+typedef struct {
+    const uint32_t *base;
+    int64_t col_stride, step_stride, cols;
+} packed_tile;
+
 /* out[m * ldo + j] (=, or += when accumulate) sum over the reduction of A row m · tile column j. */
 __attribute__((target(BF16_TARGET))) static void tile_product(const uint32_t *A, int64_t M, int64_t steps,
                                                               packed_tile t, float *acc, float *out, int64_t ldo,
@@ -338,6 +365,7 @@ __attribute__((target(BF16_TARGET))) static void tile_product(const uint32_t *A,
     int64_t panels = panels_of(M), groups = (t.cols + NR - 1) / NR;
     for (int64_t k0 = 0; k0 < steps; k0 += KC) {
         int64_t ks = min64(KC, steps - k0);
+        bool last_pass = k0 + ks == steps;
         for (int64_t p = 0, mr; p < panels; p += mr) {
             mr = panels - p == 4 ? 2 : min64(MR, panels - p);   /* 4 panels run faster as 2 + 2 than as 3 + 1 */
             const uint32_t *a = A + (p * steps + k0) * PANEL;
@@ -346,23 +374,14 @@ __attribute__((target(BF16_TARGET))) static void tile_product(const uint32_t *A,
                 for (int j = 0; j < NR; j++) b[j] = t.base + min64(g * NR + j, t.cols - 1) * t.col_stride + k0 * t.step_stride;
                 float *c = acc + (p * groups + g) * NR * PANEL;
                 int64_t a_stride = steps * PANEL, c_stride = groups * NR * PANEL;
+                out_block to_out = {out + p * PANEL * ldo + g * NR, ldo, M - p * PANEL,
+                                    (__mmask8)((1u << min64(NR, t.cols - g * NR)) - 1), accumulate};
+                const out_block *last = last_pass ? &to_out : NULL;
                 switch (mr) {
-                case 3: dot_panels_3(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0); break;
-                case 2: dot_panels_2(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0); break;
-                default: dot_panels_1(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0);
+                case 3: dot_panels_3(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0, last); break;
+                case 2: dot_panels_2(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0, last); break;
+                default: dot_panels_1(a, a_stride, b, t.step_stride, ks, c, c_stride, k0 == 0, last);
                 }
-            }
-        }
-    }
-    for (int64_t p = 0; p < panels; p++) {
-        for (int64_t g = 0; g < groups; g++) {
-            __m256 rows[PANEL];
-            transpose_8x16(acc + (p * groups + g) * NR * PANEL, rows);
-            __mmask8 cols = (__mmask8)((1u << min64(NR, t.cols - g * NR)) - 1);
-            for (int64_t r = 0; r < PANEL && p * PANEL + r < M; r++) {
-                float *o = out + (p * PANEL + r) * ldo + g * NR;
-                __m256 v = accumulate ? _mm256_add_ps(rows[r], _mm256_maskz_loadu_ps(cols, o)) : rows[r];
-                _mm256_mask_storeu_ps(o, cols, v);
             }
         }
     }
