@@ -357,7 +357,9 @@ typedef struct {
     int64_t col_stride, step_stride, cols;
 } packed_tile;
 
-/* out[m * ldo + j] (=, or += when accumulate) sum over the reduction of A row m · tile column j. */
+/* out[m * ldo + j] (=, or += when accumulate) sum over the reduction of A row m · tile column j. The reduction
+ * runs in passes of KC pairs; the partial sums wait in acc between passes, and the last pass stores them into
+ * out directly. */
 __attribute__((target(BF16_TARGET))) static void tile_product(const uint32_t *A, int64_t M, int64_t steps,
                                                               packed_tile t, float *acc, float *out, int64_t ldo,
                                                               bool accumulate)
