@@ -101,7 +101,8 @@ TEST(nn_attention_tiled_matches_plain_grouped_causal_padded)
     compare_paths(130, 1, false, true);
 }
 
-/* Long sequences without dropout run tiled and save O(T) per head; with dropout they run plain. */
+/* Long sequences without dropout run tiled and save O(T) per head; with dropout they run plain. The tiled scratch
+ * of one head is O(T * hd) (its K and V transposed for kernels/tile_gemm), never T x T. */
 TEST(nn_attention_long_sequences_save_only_row_statistics)
 {
     CHECK(!pc_attention_tiled(16, false));
@@ -109,5 +110,5 @@ TEST(nn_attention_long_sequences_save_only_row_statistics)
     CHECK(!pc_attention_tiled(4096, true));
     CHECK(pc_attention_saved_floats(1, 4096, 1, false) < (size_t)4096 * 64);
     CHECK(pc_attention_saved_floats(1, 4096, 1, true) == (size_t)4096 * 4096);
-    CHECK(pc_attention_scratch_floats(1, 4096, 1, 1, 64, false) < (size_t)4096 * 64);
+    CHECK(pc_attention_scratch_floats(1, 4096, 1, 1, 64, false) < (size_t)3 * 4096 * 64);
 }

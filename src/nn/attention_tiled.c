@@ -10,7 +10,7 @@
 #include "nn/attention.h"
 #include "nn/attention_internal.h"
 
-#include "kernels/gemm.h"
+#include "kernels/tile_gemm.h"
 #include "nn/exp.h"
 
 #include <math.h>
@@ -18,24 +18,28 @@
 
 enum { BQ = 64, BK = 64 };  /* query and key block sizes */
 
-/* Per slot: a score tile, a dP tile, the running max and sum of a query block, D for a head's rows and
- * the sum of dout over its fully masked rows. */
+/* Per slot: a score tile, a dP tile, the running max and sum of a query block, D for a head's rows, the sum
+ * of dout over its fully masked rows, and the head's K and V transposed ([hd, T] each: the right operands of
+ * Q K^T and dout V^T, row-major for kernels/tile_gemm). */
 size_t pc_attention_tiled_slot_floats(int T, int hd)
 {
-    return 2 * (size_t)BQ * BK + 2 * BQ + (size_t)T + (size_t)hd;
+    return 2 * (size_t)BQ * BK + 2 * BQ + (size_t)T + (size_t)hd + 2 * (size_t)T * hd;
 }
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
-/* s[nq, nk] (row stride BK) = scale * Q[q0 .., :] K[k0 .., :]^T, masked entries -inf. */
-static void score_tile(float *s, const float *q, int ldq, const float *k, int ldk, int q0, int nq, int k0, int nk,
+/* s[nq, nk] (row stride BK) = scale * Q[q0 .., :] K[k0 .., :]^T (kt: K^T, row stride T), masked entries -inf. */
+static void score_tile(float *s, const float *q, int ldq, const float *kt, int T, int q0, int nq, int k0, int nk,
                        int hd, float scale, const uint8_t *key_mask, bool causal)
 {
-    pc_sgemm(false, true, nq, nk, hd, scale, q + (size_t)q0 * ldq, ldq, k + (size_t)k0 * ldk, ldk, 0.0f, s, BK);
-    if (!key_mask && !(causal && k0 + nk - 1 > q0)) return;  /* nothing masked in this tile */
-    for (int r = 0; r < nq; r++)
-        for (int c = 0; c < nk; c++)
-            if (pc_attention_key_masked(key_mask, causal, q0 + r, k0 + c)) s[r * BK + c] = -INFINITY;
+    pc_tile_gemm(false, nq, nk, hd, scale, q + (size_t)q0 * ldq, ldq, kt + k0, T, false, s, BK);
+    for (int r = 0; r < nq; r++) {
+        float *row = s + r * BK;
+        if (key_mask)
+            for (int c = 0; c < nk; c++) row[c] = key_mask[k0 + c] ? row[c] : -INFINITY;
+        if (causal)   /* keys after the query's own position */
+            for (int c = q0 + r + 1 - k0 > 0 ? q0 + r + 1 - k0 : 0; c < nk; c++) row[c] = -INFINITY;
+    }
 }
 
 /* The keys a query block looks at: all T, or up to its last row when causal. */
@@ -80,7 +84,8 @@ static void mean_of_v(float *o, const float *v, int ldv, int T, int hd)
 static void forward_pair(float *out, int ldo, float *lse, const float *q, int ldq, const float *k, const float *v,
                          int ldkv, const uint8_t *key_mask, int T, int hd, float scale, bool causal, float *slot)
 {
-    float *s = slot, *m = s + 2 * BQ * BK, *l = m + BQ;
+    float *s = slot, *m = s + 2 * BQ * BK, *l = m + BQ, *kt = l + BQ + T + hd;
+    pc_tile_transpose(kt, T, k, ldkv, T, hd);
     for (int q0 = 0; q0 < T; q0 += BQ) {
         const int nq = min_int(BQ, T - q0), kend = key_end(q0, nq, T, causal);
         for (int r = 0; r < nq; r++) {
@@ -90,10 +95,10 @@ static void forward_pair(float *out, int ldo, float *lse, const float *q, int ld
         }
         for (int k0 = 0; k0 < kend; k0 += BK) {
             const int nk = min_int(BK, kend - k0);
-            score_tile(s, q, ldq, k, ldkv, q0, nq, k0, nk, hd, scale, key_mask, causal);
+            score_tile(s, q, ldq, kt, T, q0, nq, k0, nk, hd, scale, key_mask, causal);
             online_softmax_step(s, m, l, out + (size_t)q0 * ldo, ldo, nq, nk, hd);
-            pc_sgemm(false, false, nq, hd, nk, 1.0f, s, BK, v + (size_t)k0 * ldkv, ldkv, 1.0f,
-                     out + (size_t)q0 * ldo, ldo);
+            pc_tile_gemm(false, nq, hd, nk, 1.0f, s, BK, v + (size_t)k0 * ldkv, ldkv, true, out + (size_t)q0 * ldo,
+                         ldo);
         }
         for (int r = 0; r < nq; r++) {
             float *o = out + (size_t)(q0 + r) * ldo;
@@ -155,11 +160,6 @@ static void softmax_backward_tile(float *dp, const float *p, const float *Drow, 
         for (int c = 0; c < nk; c++) dp[r * BK + c] = p[r * BK + c] * (dp[r * BK + c] - Drow[q0 + r]);
 }
 
-static void zero_rows(float *x, int ld, int rows, int cols)
-{
-    for (int r = 0; r < rows; r++) memset(x + (size_t)r * ld, 0, sizeof(float) * (size_t)cols);
-}
-
 /* Rows of D and the sum of dout over fully masked rows (returns how many there are). */
 static int row_terms(float *Drow, float *masked_dout, const head_grads *g, int T, int hd)
 {
@@ -182,24 +182,27 @@ static void backward_pair(const head_grads *g, const uint8_t *key_mask, int T, i
                           float *slot)
 {
     float *s = slot, *dp = s + BQ * BK, *Drow = dp + BQ * BK + 2 * BQ, *masked_dout = Drow + T;
+    float *kt = masked_dout + hd, *vt = kt + (size_t)T * hd;
     const int n_masked = row_terms(Drow, masked_dout, g, T, hd);
-    zero_rows(g->dq, g->ldq, T, hd);
-    zero_rows(g->dk, g->ldg, T, hd);
-    zero_rows(g->dv, g->ldg, T, hd);
+    pc_tile_transpose(kt, T, g->k, g->ldkv, T, hd);
+    pc_tile_transpose(vt, T, g->v, g->ldkv, T, hd);
     for (int k0 = 0; k0 < T; k0 += BK) {
         const int nk = min_int(BK, T - k0);
-        const float *kb = g->k + (size_t)k0 * g->ldkv, *vb = g->v + (size_t)k0 * g->ldkv;
+        const float *kb = g->k + (size_t)k0 * g->ldkv;
         float *dkb = g->dk + (size_t)k0 * g->ldg, *dvb = g->dv + (size_t)k0 * g->ldg;
-        for (int q0 = causal ? k0 / BQ * BQ : 0; q0 < T; q0 += BQ) {
+        const int q_first = causal ? k0 / BQ * BQ : 0;
+        for (int q0 = q_first; q0 < T; q0 += BQ) {
+            /* the first product into a block of dk, dv (q0 == q_first) or dq (k0 == 0) overwrites it */
             const int nq = min_int(BQ, T - q0);
+            const bool kv_seen = q0 != q_first, q_seen = k0 != 0;
             const float *qb = g->q + (size_t)q0 * g->ldq, *doutb = g->dout + (size_t)q0 * g->ldq;
-            score_tile(s, g->q, g->ldq, g->k, g->ldkv, q0, nq, k0, nk, hd, scale, key_mask, causal);
+            score_tile(s, g->q, g->ldq, kt, T, q0, nq, k0, nk, hd, scale, key_mask, causal);
             probs_from_lse(s, g->lse, q0, nq, nk);
-            pc_sgemm(true, false, nk, hd, nq, 1.0f, s, BK, doutb, g->ldq, 1.0f, dvb, g->ldg);
-            pc_sgemm(false, true, nq, nk, hd, 1.0f, doutb, g->ldq, vb, g->ldkv, 0.0f, dp, BK);
+            pc_tile_gemm(true, nk, hd, nq, 1.0f, s, BK, doutb, g->ldq, kv_seen, dvb, g->ldg);
+            pc_tile_gemm(false, nq, nk, hd, 1.0f, doutb, g->ldq, vt + k0, T, false, dp, BK);
             softmax_backward_tile(dp, s, Drow, q0, nq, nk);
-            pc_sgemm(false, false, nq, hd, nk, scale, dp, BK, kb, g->ldkv, 1.0f, g->dq + (size_t)q0 * g->ldq, g->ldq);
-            pc_sgemm(true, false, nk, hd, nq, scale, dp, BK, qb, g->ldq, 1.0f, dkb, g->ldg);
+            pc_tile_gemm(false, nq, hd, nk, scale, dp, BK, kb, g->ldkv, q_seen, g->dq + (size_t)q0 * g->ldq, g->ldq);
+            pc_tile_gemm(true, nk, hd, nq, scale, dp, BK, qb, g->ldq, kv_seen, dkb, g->ldg);
         }
     }
     if (n_masked)
