@@ -6,6 +6,7 @@
 
 #include "base/threads.h"
 #include "kernels/thin.h"
+#include "kernels/tile_gemm.h"
 
 enum { CHUNK = 64 };   /* elements of a Delta W row (or column) formed at a time, on the stack */
 
@@ -97,8 +98,7 @@ const float *pc_lora_dropped_input(pc_lora *l, const float *x, int rows)
 /* Bt = B^T [r, out], the layout kernels/thin reads B in. */
 static void transpose_B(float *Bt, const float *B, int out, int r)
 {
-    for (int o = 0; o < out; o++)
-        for (int k = 0; k < r; k++) Bt[(long)k * out + o] = B[(long)o * r + k];
+    pc_tile_transpose(Bt, out, B, r, out, r);
 }
 
 void pc_lora_down(pc_lora *l, const float *x, int rows, bool training, pc_rng *rng)
