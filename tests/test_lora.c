@@ -9,14 +9,6 @@
 
 enum { IN = 37, OUT = 21, R = 5, ROWS = 9 };
 
-static void fill(float *v, int n, unsigned *seed)
-{
-    for (int i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        v[i] = (float)(*seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-    }
-}
-
 static double max_rel(const float *got, const double *want, int n)
 {
     double err = 0, mag = 1e-30;
@@ -39,7 +31,8 @@ static void check_case(float p, bool training)
     pc_error err = { 0 };
     CHECK(pc_lora_create(&l, IN, OUT, R, 1.5f, p, PC_LORA_INIT_NONE, &rng, &err) == PEFTC_OK);   /* B random */
     CHECK(pc_lora_reserve(&l, ROWS, &err) == PEFTC_OK);
-    fill(x, ROWS * IN, &seed); fill(y, ROWS * OUT, &seed); fill(dy, ROWS * OUT, &seed); fill(dx, ROWS * IN, &seed);
+    pc_test_fill_uniform(x, ROWS * IN, &seed); pc_test_fill_uniform(y, ROWS * OUT, &seed);
+    pc_test_fill_uniform(dy, ROWS * OUT, &seed); pc_test_fill_uniform(dx, ROWS * IN, &seed);
     for (int i = 0; i < ROWS * OUT; i++) want_y[i] = y[i];
     for (int i = 0; i < ROWS * IN; i++) want_dx[i] = dx[i];
     pc_lora_forward(&l, y, x, ROWS, training, &rng);

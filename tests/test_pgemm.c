@@ -21,14 +21,6 @@ static double bf16_value(float f)
     return g;
 }
 
-static void fill(float *v, long n, unsigned *seed)
-{
-    for (long i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        v[i] = (float)(*seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-    }
-}
-
 /* C[M,N] (+)= A[M,K] · B with B[k][n] = get(W, k, n); returns the count of elements off by more than
  * 1e-5 of the sum of |terms| (+1e-30). */
 static long compare(const float *A, int M, int K, int N, const float *W, bool b_transposed, int ldw, bool bf16,
@@ -63,11 +55,11 @@ static void check_linear(lin_shape s, bool w_in_out, pc_pack_dtype dtype, const 
           *dy = malloc(sizeof(float) * (size_t)s.rows * s.out), *y = malloc(sizeof(float) * (size_t)s.rows * s.out),
           *y0 = malloc(sizeof(float) * (size_t)s.rows * s.out), *dx = malloc(sizeof(float) * (size_t)s.rows * s.in),
           *dx0 = malloc(sizeof(float) * (size_t)s.rows * s.in);
-    fill(W, nw, &seed);
-    fill(x, (long)s.rows * s.in, &seed);
-    fill(dy, (long)s.rows * s.out, &seed);
-    fill(y0, (long)s.rows * s.out, &seed);
-    fill(dx0, (long)s.rows * s.in, &seed);
+    pc_test_fill_uniform(W, nw, &seed);
+    pc_test_fill_uniform(x, (long)s.rows * s.in, &seed);
+    pc_test_fill_uniform(dy, (long)s.rows * s.out, &seed);
+    pc_test_fill_uniform(y0, (long)s.rows * s.out, &seed);
+    pc_test_fill_uniform(dx0, (long)s.rows * s.in, &seed);
     pc_packed_weight p;
     pc_error err = { 0 };
     CHECK(pc_pack_weight(&p, W, w_in_out, s.in, s.out, dtype, &err) == PEFTC_OK);
@@ -153,10 +145,10 @@ TEST(pgemm_linear_bf16_packs_frozen_weight)
     enum { ROWS = 19, IN = 37, OUT = 21 };
     static float W[OUT * IN], b[OUT], x[ROWS * IN], dy[ROWS * OUT], y[ROWS * OUT], dx[ROWS * IN], zero[ROWS * IN];
     unsigned seed = 99u;
-    fill(W, OUT * IN, &seed);
-    fill(b, OUT, &seed);
-    fill(x, ROWS * IN, &seed);
-    fill(dy, ROWS * OUT, &seed);
+    pc_test_fill_uniform(W, OUT * IN, &seed);
+    pc_test_fill_uniform(b, OUT, &seed);
+    pc_test_fill_uniform(x, ROWS * IN, &seed);
+    pc_test_fill_uniform(dy, ROWS * OUT, &seed);
     pc_linear lin = { .in = IN, .out = OUT, .W = W, .b = b, .pack_dtype = PC_PACK_BF16 };
     pc_scratch scratch = { 0 };
     pc_error err = { 0 };

@@ -18,14 +18,6 @@ static const thin_shape SHAPES[] = {
     { 7, 100, 31 }, { 70, 40, 9 },
 };
 
-static void fill(float *v, long n, unsigned *seed)
-{
-    for (long i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        v[i] = (float)(*seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-    }
-}
-
 static void fill_keep(uint8_t *keep, long n, unsigned *seed)
 {
     for (long i = 0; i < n; i++) {
@@ -115,7 +107,8 @@ static long check_shape(thin_shape s)
     float *x = malloc(sizeof(float) * (size_t)xs), *F = malloc(sizeof(float) * (size_t)fs);
     float *h = malloc(sizeof(float) * (size_t)hs), *G0 = malloc(sizeof(float) * (size_t)fs);
     uint8_t *keep = malloc((size_t)xs);
-    fill(x, xs, &seed); fill(F, fs, &seed); fill(h, hs, &seed); fill(G0, fs, &seed); fill_keep(keep, xs, &seed);
+    pc_test_fill_uniform(x, xs, &seed); pc_test_fill_uniform(F, fs, &seed); pc_test_fill_uniform(h, hs, &seed);
+    pc_test_fill_uniform(G0, fs, &seed); fill_keep(keep, xs, &seed);
     long bad = 0;
     for (int masked = 0; masked < 2; masked++) {
         const uint8_t *k = masked ? keep : NULL;
@@ -155,7 +148,8 @@ TEST(thin_results_do_not_depend_on_the_thread_count)
     float *x = malloc(sizeof(float) * (size_t)xs), *F = malloc(sizeof(float) * (size_t)fs);
     float *h = malloc(sizeof(float) * (size_t)hs);
     uint8_t *keep = malloc((size_t)xs);
-    fill(x, xs, &seed); fill(F, fs, &seed); fill(h, hs, &seed); fill_keep(keep, xs, &seed);
+    pc_test_fill_uniform(x, xs, &seed); pc_test_fill_uniform(F, fs, &seed); pc_test_fill_uniform(h, hs, &seed);
+    fill_keep(keep, xs, &seed);
     const pc_thin_mask mask = { keep, 1.25f };
     float *out[2][3];
     const int saved = omp_get_max_threads();

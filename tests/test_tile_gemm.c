@@ -16,14 +16,6 @@ static const tile_shape SHAPES[] = {
     { 2, 8, 0 }, { 33, 16, 257 },
 };
 
-static void fill(float *v, long n, unsigned *seed)
-{
-    for (long i = 0; i < n; i++) {
-        *seed = *seed * 1664525u + 1013904223u;
-        v[i] = (float)(*seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-    }
-}
-
 /* Elements of C off the double-precision product by more than a float-rounding bound; C's padding columns (past n)
  * must stay as they were. */
 static long check_shape(tile_shape s, bool trans_a, bool accumulate)
@@ -33,9 +25,9 @@ static long check_shape(tile_shape s, bool trans_a, bool accumulate)
     unsigned seed = 7u + (unsigned)(s.m * 31 + s.n * 7 + s.k);
     float *A = malloc(sizeof(float) * (size_t)(a_rows * lda + 1)), *B = malloc(sizeof(float) * (size_t)(s.k * ldb + 1));
     float *C = malloc(sizeof(float) * (size_t)(s.m * ldc)), *C0 = malloc(sizeof(float) * (size_t)(s.m * ldc));
-    fill(A, (long)a_rows * lda, &seed);
-    fill(B, (long)s.k * ldb, &seed);
-    fill(C0, (long)s.m * ldc, &seed);
+    pc_test_fill_uniform(A, (long)a_rows * lda, &seed);
+    pc_test_fill_uniform(B, (long)s.k * ldb, &seed);
+    pc_test_fill_uniform(C0, (long)s.m * ldc, &seed);
     for (long i = 0; i < (long)s.m * ldc; i++) C[i] = C0[i];
     const float alpha = 0.625f;
     pc_tile_gemm(trans_a, s.m, s.n, s.k, alpha, A, lda, B, ldb, accumulate, C, ldc);

@@ -36,6 +36,15 @@ int pc_test_failed_now(void);
     if (!h_ || !strstr(h_, n_)) pc_test_fail(__FILE__, __LINE__, "\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_); } while (0)
 #define SKIP(why) do { pc_test_skip(why); return; } while (0)
 
+/* v[0, n) = reproducible uniform values in [-1, 1) from a linear congruential sequence advanced in *seed. */
+static inline void pc_test_fill_uniform(float *v, long n, unsigned *seed)
+{
+    for (long i = 0; i < n; i++) {
+        *seed = *seed * 1664525u + 1013904223u;
+        v[i] = (float)(*seed >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+    }
+}
+
 /* Max relative error between two float arrays: max|a-b| / max(max|b|, 1e-30). */
 double pc_test_max_rel_err(const float *a, const float *b, long n);
 /* Path helpers: the repository's tests/fixtures dir and ../shared (NULL when absent). */
