@@ -19,8 +19,15 @@ static bool run_alloc(att_run *r, int T, int Hkv)
     r->dq = malloc(sizeof(float) * N);
     r->dk = malloc(sizeof(float) * NKV);
     r->dv = malloc(sizeof(float) * NKV);
-    r->scratch = malloc(sizeof(float) * pc_attention_scratch_floats(PB, T, PH, Hkv, PHD, true));
-    return r->out && r->saved && r->dq && r->dk && r->dv && r->scratch;
+    const size_t S = pc_attention_scratch_floats(PB, T, PH, Hkv, PHD, true);
+    r->scratch = malloc(sizeof(float) * S);
+    if (!(r->out && r->saved && r->dq && r->dk && r->dv && r->scratch)) return false;
+    /* NaN everywhere the passes write: an element they leave unwritten, or add into instead of overwriting, shows */
+    float *bufs[] = {r->out, r->dq, r->dk, r->dv, r->scratch};
+    const size_t sizes[] = {N, N, NKV, NKV, S};
+    for (int b = 0; b < 5; b++)
+        for (size_t i = 0; i < sizes[b]; i++) bufs[b][i] = NAN;
+    return true;
 }
 
 static void run_free(att_run *r)
@@ -43,6 +50,7 @@ static double max_err(const float *a, const float *b, long n)
 {
     double diff = 0, scale = 1;
     for (long i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i])) return INFINITY;   /* fmax would skip a NaN */
         diff = fmax(diff, fabs((double)a[i] - b[i]));
         scale = fmax(scale, fabs((double)b[i]));
     }
