@@ -4,12 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#define PC_X86 1
-#include <immintrin.h>
-#else
-#define PC_X86 0
-#endif
+#include "kernels/x86.h"
 
 enum {
     MR = 12,   /* rows of A per micro-tile */

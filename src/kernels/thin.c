@@ -6,12 +6,7 @@
 #include "base/threads.h"
 #include "base/isa.h"
 
-#if defined(__x86_64__)
-#define PC_X86 1
-#include <immintrin.h>
-#else
-#define PC_X86 0
-#endif
+#include "kernels/x86.h"
 
 enum {
     CHUNK = 64,   /* columns a portable kernel sums at a time, on the stack */

@@ -4,13 +4,7 @@
 
 #include "base/isa.h"
 #include "kernels/gemm.h"
-
-#if defined(__x86_64__)
-#define PC_X86 1
-#include <immintrin.h>
-#else
-#define PC_X86 0
-#endif
+#include "kernels/x86.h"
 
 enum {
     ROWS = 4,   /* rows of C per micro-kernel call */
