@@ -6,6 +6,8 @@
  *   bench_llama qlora [steps]      the nf4 copy, bf16 compute, paged_adamw_8bit, gradient checkpointing
  *   option --bf16                  (training) the other frozen Linears (lm_head) in bf16 too, as the Trainer's
  *                                  bf16: true (TrainingArguments(bf16=True)) runs them
+ *   option --kept-blocks N         (qlora) N blocks keep their MLP's gate/up outputs through the checkpointed
+ *                                  step, as the Trainer's gradient_checkpointing_kept_blocks (default 0)
  *   bench_llama generate fp32|nf4  greedy decode of 128 tokens after a 16-token prompt
  *   option --dir DIR               the fp32 model directory (default /tmp/peftc-bench-tinyllama); the 4-bit
  *                                  copy lives in DIR-nf4
@@ -366,7 +368,7 @@ static void print_training(const char *name, int steps, const phase_times *t, do
     print_result(name, (double)SEQ * steps / elapsed, elapsed / steps, SEQ / t->fastest);
 }
 
-static pc_status train(bool qlora, bool bf16, int steps, const char *dir, pc_error *err)
+static pc_status train(bool qlora, bool bf16, int kept_blocks, int steps, const char *dir, pc_error *err)
 {
     const char *optim = qlora ? "paged_adamw_8bit" : "adamw_torch";
     pc_model *m = NULL;
@@ -378,6 +380,7 @@ static pc_status train(bool qlora, bool bf16, int steps, const char *dir, pc_err
     if (!s) pc_model_choose_packing(m, bf16, PC_PACK_F32_BUDGET);   /* as the Trainer */
     if (!s) {
         m->gradient_checkpointing = qlora;   /* prepare_model_for_kbit_training turns it on */
+        m->checkpoint_kept_blocks = kept_blocks;
         s = apply_lora(m, &p, err);
     }
     if (!s) s = m->ops->reserve(m, 1, SEQ, err);
@@ -387,6 +390,10 @@ static pc_status train(bool qlora, bool bf16, int steps, const char *dir, pc_err
         print_setup(m, p, dir, qlora, optim);
         if (bf16) printf("bf16: true: the frozen fp32 Linears (lm_head) packed in bf16, %s\n",
                          pc_pgemm_kernel_name(PC_PACK_BF16));
+        if (m->gradient_checkpointing && kept_blocks > 0)
+            printf("gradient_checkpointing_kept_blocks %d: %d blocks keep their MLP's gate/up outputs (%.1f MiB each)\n",
+                   kept_blocks, kept_blocks < m->keepable_blocks ? kept_blocks : m->keepable_blocks,
+                   (double)m->kept_block_bytes / 1048576.0);
         printf("peak RSS after load + reserve: %.0f MB\n", peak_rss_mb());
         random_ids(ids, SEQ, m->vocab_size, "bench_batch");
         memset(mask, 1, sizeof mask);
@@ -399,7 +406,8 @@ static pc_status train(bool qlora, bool bf16, int steps, const char *dir, pc_err
     pc_profile_enable(true);   /* the timed steps only */
     double start = now_seconds();
     for (int i = 0; !s && i < steps; i++) s = train_step(m, p, opt, &b, &t, &loss, err);
-    const char *name = qlora ? (bf16 ? "peftc-qlora-bf16" : "peftc-qlora") : (bf16 ? "peftc-lora-bf16" : "peftc-lora");
+    const char *name = qlora ? (bf16 ? "peftc-qlora-bf16" : kept_blocks ? "peftc-qlora-kept" : "peftc-qlora")
+                             : (bf16 ? "peftc-lora-bf16" : "peftc-lora");
     if (!s) print_training(name, steps, &t, now_seconds() - start, loss);
     pc_optimizer_free(opt);
     pc_peft_model_free(p);
@@ -452,8 +460,8 @@ static pc_status generate(bool nf4, const char *dir, pc_error *err)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: bench_llama [--dir DIR] prepare | [--bf16] lora [steps >= 1] | [--bf16] qlora [steps >= 1] | "
-                    "generate fp32|nf4\n");
+    fprintf(stderr, "usage: bench_llama [--dir DIR] prepare | [--bf16] lora [steps >= 1] | "
+                    "[--bf16] [--kept-blocks N] qlora [steps >= 1] | generate fp32|nf4\n");
     return 2;
 }
 
@@ -462,8 +470,10 @@ int main(int argc, char **argv)
     const char *dir = DEFAULT_DIR, *pos[2] = { NULL, NULL };
     int n_pos = 0;
     bool bf16 = false;
+    int kept_blocks = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (strcmp(argv[i], "--kept-blocks") == 0 && i + 1 < argc) kept_blocks = atoi(argv[++i]);
         else if (strcmp(argv[i], "--bf16") == 0) bf16 = true;
         else if (n_pos < 2) pos[n_pos++] = argv[i];
         else return usage();
@@ -477,7 +487,7 @@ int main(int argc, char **argv)
     pc_status s;
     if (strcmp(mode, "prepare") == 0 && !pos[1]) s = prepare(dir, nf4_dir, &err);
     else if ((strcmp(mode, "lora") == 0 || strcmp(mode, "qlora") == 0) && steps >= 1)
-        s = train(mode[0] == 'q', bf16, steps, mode[0] == 'q' ? nf4_dir : dir, &err);
+        s = train(mode[0] == 'q', bf16, kept_blocks, steps, mode[0] == 'q' ? nf4_dir : dir, &err);
     else if (strcmp(mode, "generate") == 0 && pos[1] && (!strcmp(pos[1], "fp32") || !strcmp(pos[1], "nf4")))
         s = generate(pos[1][0] == 'n', pos[1][0] == 'n' ? nf4_dir : dir, &err);
     else return usage();

@@ -1,10 +1,19 @@
 /* Gradient checkpointing recomputes each block in backward: gradients must be bit-identical to
- * the run that keeps every activation, with dropout on (the replayed stream gives the same masks). */
+ * the run that keeps every activation, with dropout on (the replayed stream gives the same masks), and so
+ * when blocks keep their MLP's gate/up outputs (gradient_checkpointing_kept_blocks). */
 #include "testlib.h"
 
 #include <stdlib.h>
 
 #include "models/peft_model.h"
+#include "peft/lora_config.h"
+
+/* How a run sets up checkpointing and its adapter. */
+typedef struct run_setup {
+    bool checkpointing;
+    int kept_blocks;
+    const char *target_regex;   /* NULL: the fixture's adapter_init; else a fresh LoRA on these modules */
+} run_setup;
 
 typedef struct run_result {
     float loss;
@@ -12,7 +21,21 @@ typedef struct run_result {
     long n;
 } run_result;
 
-static void train_step(const char *fixture, bool checkpointing, run_result *out)
+/* A fresh LoRA (r 4, dropout 0.1, B zero as PEFT initializes it) on the modules target_regex matches. */
+static pc_status fresh_lora(pc_model *m, const char *target_regex, pc_peft_model **p, pc_error *err)
+{
+    pc_lora_config lc;
+    pc_lora_config_init(&lc);
+    snprintf(lc.task_type, sizeof lc.task_type, "CAUSAL_LM");
+    lc.r = 4;
+    lc.lora_alpha = 8;
+    lc.target_regex = strdup(target_regex);
+    pc_status s = pc_peft_model_create(m, &lc, 7, p, err);
+    pc_lora_config_free(&lc);
+    return s;
+}
+
+static void train_step(const char *fixture, run_setup setup, run_result *out)
 {
     char model_dir[512], adapter_dir[512];
     snprintf(model_dir, sizeof model_dir, "%s/model", pc_test_fixture(fixture));
@@ -22,16 +45,19 @@ static void train_step(const char *fixture, bool checkpointing, run_result *out)
     pc_peft_model *p = NULL;
     memset(out, 0, sizeof *out);
     CHECK_MSG(pc_model_load(model_dir, NULL, &m, &err) == PEFTC_OK, "%s", err.msg);
-    CHECK_MSG(m && pc_peft_load(m, adapter_dir, &p, &err) == PEFTC_OK, "%s", err.msg);
+    if (m && setup.target_regex) CHECK_MSG(fresh_lora(m, setup.target_regex, &p, &err) == PEFTC_OK, "%s", err.msg);
+    else CHECK_MSG(m && pc_peft_load(m, adapter_dir, &p, &err) == PEFTC_OK, "%s", err.msg);
     if (!p) { pc_model_free(m); return; }
     for (int i = 0; i < p->n_adapters; i++) p->adapters[i].dropout = 0.1f;   /* exercise LoRA dropout replay */
-    m->gradient_checkpointing = checkpointing;
+    m->gradient_checkpointing = setup.checkpointing;
+    m->checkpoint_kept_blocks = setup.kept_blocks;
     int32_t ids[12] = {5, 17, 33, 4, 9, 21, 3, 8, 11, 2, 0, 0}, labels[12] = {5, 17, 33, 4, 9, 21, 3, 8, 11, 2, -100, -100};
     uint8_t mask[12] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
     int32_t class_labels[2] = {1, 0};
     bool causal = m->task == PC_TASK_CAUSAL_LM;
     pc_batch b = {2, 6, ids, mask, causal ? labels : class_labels};
     CHECK(m->ops->reserve(m, 2, 6, &err) == PEFTC_OK);
+    if (setup.kept_blocks > 0) CHECK_INT_EQ(m->keepable_blocks, 1);   /* the 2-block fixtures: block 0 keeps */
     pc_param_list_zero_grad(&p->trainable);
     CHECK_MSG(m->ops->forward(m, &b, true, &out->loss, &err) == PEFTC_OK, "%s", err.msg);
     m->ops->backward(m, &b, 1.0f);
@@ -46,11 +72,11 @@ static void train_step(const char *fixture, bool checkpointing, run_result *out)
     pc_model_free(m);
 }
 
-static void check_equal_gradients(const char *fixture)
+static void check_equal_gradients_with(const char *fixture, int kept_blocks, const char *target_regex)
 {
     run_result plain, ckpt;
-    train_step(fixture, false, &plain);
-    train_step(fixture, true, &ckpt);
+    train_step(fixture, (run_setup){false, 0, target_regex}, &plain);
+    train_step(fixture, (run_setup){true, kept_blocks, target_regex}, &ckpt);
     CHECK(plain.n > 0 && plain.n == ckpt.n);
     CHECK(plain.loss == ckpt.loss);
     if (plain.n == ckpt.n && plain.grads && ckpt.grads)
@@ -64,8 +90,17 @@ static void check_equal_gradients(const char *fixture)
     free(ckpt.grads);
 }
 
+static void check_equal_gradients(const char *fixture) { check_equal_gradients_with(fixture, 0, NULL); }
+
 TEST(checkpointing_distilbert_gradients_bitwise_equal) { check_equal_gradients("distilbert_tiny/all"); }
 TEST(checkpointing_llama_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_gqa"); }
 /* every Linear trained, down_proj included: the recomputed blocks run to their end */
 TEST(checkpointing_llama_all_linears_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_tied_bias"); }
 TEST(checkpointing_gpt2_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/gpt2"); }
+/* block 0 keeps its g and u (q/k/v adapters: gate and up train nothing), so its backward skips them */
+TEST(checkpointing_llama_kept_blocks_gradients_bitwise_equal) { check_equal_gradients_with("causal_tiny/llama_gqa", 1, NULL); }
+/* down_proj trains (with dropout) while block 0 keeps gate/up: its recomputed forward replays down's mask alike */
+TEST(checkpointing_llama_kept_blocks_with_down_proj_lora_gradients_bitwise_equal)
+{
+    check_equal_gradients_with("causal_tiny/llama_gqa", 1, ".*\\.(q_proj|down_proj)");
+}

@@ -34,6 +34,7 @@ typedef struct llama_layer {
     pc_linear q, k, v, o, gate, up, down;
     pc_norm in_norm, post_norm;
     layer_acts a;
+    bool keeps_mlp;                  /* checkpointing keeps this block's own g and u (see choose_kept_blocks) */
     pc_rng mlp_rng;                  /* dropout stream state where the MLP started (to recompute it alike) */
     float *k_cache, *v_cache;        /* [max_ctx, kv_dim] for generation */
 } llama_layer;
@@ -47,7 +48,7 @@ typedef struct llama {
     pc_norm final_norm;
     pc_linear lm_head;
     float *rope_cos, *rope_sin;      /* [max_pos, head_dim] */
-    int cap_B, cap_T, cache_cap, cache_len;
+    int cap_B, cap_T, cap_kept, cache_cap, cache_len;
     bool training;                   /* mode of the last forward */
     float *x0, *xf, *rstd_f;
     pc_causal_head head;             /* lm_head's rows with a target, the loss */
@@ -234,10 +235,31 @@ static bool alloc_mlp_acts(pc_owned *o, layer_acts *a, const pc_llama_config *c,
            (a->a = pc_owned_alloc(o, N * I));
 }
 
+static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
+
+/* A block whose gate and up have nothing to train can keep its MLP's g and u through a checkpointed step:
+ * its backward then skips recomputing gate and up (two of the block's seven products), and as they draw no
+ * dropout, the stream down_proj replays stays the forward's. */
+static bool mlp_keepable(const llama_layer *L) { return !linear_trainable(&L->gate) && !linear_trainable(&L->up); }
+
+/* The top m->checkpoint_kept_blocks keepable blocks below the top one (whose activations are current when
+ * backward starts) keep their g and u; returns how many do. */
+static int choose_kept_blocks(const pc_model *m, llama *l)
+{
+    int want = m->gradient_checkpointing ? m->checkpoint_kept_blocks : 0, kept = 0;
+    for (int i = l->cfg.n_layers - 1; i >= 0; i--) {
+        llama_layer *L = &l->layers[i];
+        L->keeps_mlp = i < l->cfg.n_layers - 1 && kept < want && mlp_keepable(L);
+        kept += L->keeps_mlp;
+    }
+    return kept;
+}
+
 static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
 {
     llama *l = m->impl;
-    if (B <= l->cap_B && T <= l->cap_T) return PEFTC_OK;
+    int kept = choose_kept_blocks(m, l);
+    if (B <= l->cap_B && T <= l->cap_T && kept == l->cap_kept) return PEFTC_OK;
     B = B > l->cap_B ? B : l->cap_B;
     T = T > l->cap_T ? T : l->cap_T;
     const pc_llama_config *c = &l->cfg;
@@ -256,23 +278,32 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         (l->d_i2 = pc_owned_alloc(o, N * I)) && (l->d_i3 = pc_owned_alloc(o, N * I)) &&
         (l->attn_scratch = pc_owned_alloc(o, (long)pc_attention_scratch_floats(B, T, c->n_heads, c->n_kv_heads, c->head_dim, false)));
     /* with gradient checkpointing the blocks share one set of norm and MLP activations (recomputed in backward);
-     * each keeps its own attention half (not recomputed: 26 KB a token a block for TinyLlama) */
+     * each keeps its own attention half (not recomputed: 26 KB a token a block for TinyLlama), and the kept
+     * blocks their own g and u */
     for (int i = 0; ok && i < c->n_layers; i++) {
         layer_acts *a = &l->layers[i].a;
         if (m->gradient_checkpointing && i > 0) *a = l->layers[0].a;
         else ok = alloc_mlp_acts(o, a, c, N);
         ok = ok && alloc_attention_acts(o, a, c, N, att);
     }
+    for (int i = 0; ok && i < c->n_layers; i++) {
+        layer_acts *a = &l->layers[i].a;
+        if (l->layers[i].keeps_mlp) ok = (a->g = pc_owned_alloc(o, N * I)) && (a->u = pc_owned_alloc(o, N * I));
+    }
     for (int i = 0; ok && i < m->n_linears; i++)
         if (pc_linear_reserve(m->linears[i], (int)N, &m->scratch, err) != PEFTC_OK) ok = false;
     o->group = 0;
     if (!ok) {
-        l->cap_B = l->cap_T = 0;
+        l->cap_B = l->cap_T = l->cap_kept = 0;
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for activations of a %d x %d batch", B, T);
     }
     l->cap_B = B;
     l->cap_T = T;
+    l->cap_kept = kept;
     m->activation_bytes = pc_owned_bytes(o, 1);
+    m->keepable_blocks = 0;
+    for (int i = 0; m->gradient_checkpointing && i < c->n_layers - 1; i++) m->keepable_blocks += mlp_keepable(&l->layers[i]);
+    m->kept_block_bytes = 2 * sizeof(float) * (size_t)(N * I);
     return PEFTC_OK;
 }
 
@@ -287,8 +318,6 @@ static void gated_silu(float *a, const float *g, const float *u, long n)
 }
 
 static float attn_scale(const pc_llama_config *c) { return 1.0f / sqrtf((float)c->head_dim); }
-
-static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
 
 /* h = x + o(attention(rope(q(n1)), rope(k(n1)), v(n1))) */
 static void attention_half(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng)
@@ -308,9 +337,10 @@ static void attention_half(llama *l, llama_layer *L, const float *x, const pc_ba
 }
 
 /* recompute: the block runs again for its backward (gradient checkpointing). Its attention half was kept, so
- * only the norms and the MLP run again, from the dropout stream state the MLP first started from; and they stop
- * after gate/up when down_proj has nothing to train: the block's output is stored already (the next block's
- * input), and down's input gradient needs only dL/dout, not down's input. */
+ * only the norms and the MLP run again, from the dropout stream state the MLP first started from; gate and up
+ * only when the block did not keep their outputs; and they stop after gate/up when down_proj has nothing to
+ * train: the block's output is stored already (the next block's input), and down's input gradient needs only
+ * dL/dout, not down's input. */
 static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool training, pc_rng *rng,
                           bool recompute)
 {
@@ -326,8 +356,10 @@ static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_bat
         L->mlp_rng = *rng;
     }
     pc_rmsnorm_forward(a->n2, a->rstd2, a->h, L->post_norm.w, N, H, c->rms_norm_eps);
-    pc_linear_forward(&L->gate, a->g, a->n2, N, training, rng);
-    pc_linear_forward(&L->up, a->u, a->n2, N, training, rng);
+    if (!(recompute && L->keeps_mlp)) {
+        pc_linear_forward(&L->gate, a->g, a->n2, N, training, rng);
+        pc_linear_forward(&L->up, a->u, a->n2, N, training, rng);
+    }
     if (recompute && !linear_trainable(&L->down)) return;
     gated_silu(a->a, a->g, a->u, NI);
     pc_linear_forward(&L->down, a->out, a->a, N, training, rng);

@@ -83,7 +83,10 @@ struct pc_model {
     pc_rng dropout_rng;              /* the "dropout" stream */
     float neftune_noise_alpha;       /* > 0: NEFTune noise on the input embeddings in training */
     bool gradient_checkpointing;     /* keep only block outputs; recompute each block in backward (set before reserve) */
+    int checkpoint_kept_blocks;      /* with checkpointing: blocks that keep their MLP's products instead (Llama; before reserve) */
     size_t activation_bytes;         /* what the last reserve() allocated for activations (allocated, not yet touched) */
+    size_t kept_block_bytes;         /* after reserve: what each kept block adds to activation_bytes, */
+    int keepable_blocks;             /* and how many blocks can keep (0 without checkpointing) */
     pc_rng neftune_rng;              /* the "neftune" stream */
     void *impl;
 };

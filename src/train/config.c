@@ -102,6 +102,7 @@ static const pc_key keys[] = {
     K_BOOL(logging_first_step, "false"),
     K_BOOL(shuffle, "true"),
     K_BOOL(gradient_checkpointing, "false"),
+    K_INT(gradient_checkpointing_kept_blocks, "0", false),
     K_BOOL(dataloader_drop_last, "false"),
 
     K_BOOL(packing, "false"),
@@ -824,6 +825,7 @@ static pc_status validate_steps(const pc_config *c, pc_error *err)
     PC_TRY(AT_LEAST("save_steps", c->save_steps, 1));
     PC_TRY(AT_LEAST("save_total_limit", c->save_total_limit, 0));
     PC_TRY(AT_LEAST("max_memory_mb", c->max_memory_mb, 0));
+    PC_TRY(AT_LEAST("gradient_checkpointing_kept_blocks", c->gradient_checkpointing_kept_blocks, 0));
     if (strcmp(c->eval_strategy, "no") != 0 && !c->validation_file)
         return pc_fail(err, PEFTC_ERR_INVALID, "eval_strategy '%s' needs validation_file", c->eval_strategy);
     return PEFTC_OK;

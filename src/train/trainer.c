@@ -222,6 +222,23 @@ static pc_status estimate_memory(run *r, pc_memory_estimate *e, pc_error *err)
     return c->dry_run ? PEFTC_OK : pc_memory_check(e, err);
 }
 
+/* What gradient_checkpointing_kept_blocks got: the blocks that keep their MLP's gate/up outputs, and why fewer. */
+static void report_kept_blocks(const run *r)
+{
+    const pc_model *m = r->model;
+    int want = m->checkpoint_kept_blocks, kept = want < m->keepable_blocks ? want : m->keepable_blocks;
+    if (want == 0) return;
+    char line[300];
+    if (!m->gradient_checkpointing)
+        snprintf(line, sizeof line, "gradient_checkpointing_kept_blocks %d: no effect without gradient checkpointing", want);
+    else
+        snprintf(line, sizeof line, "gradient checkpointing: %d block(s) keep their MLP's gate/up outputs (%.1f MiB "
+                 "each) instead of recomputing them%s", kept, (double)m->kept_block_bytes / 1048576.0,
+                 kept < want ? " (fewer than asked: only Llama-family blocks below the top one whose gate_proj and "
+                               "up_proj train nothing can)" : "");
+    message(r, line);
+}
+
 static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
 {
     const pc_config *c = r->cfg;
@@ -230,6 +247,7 @@ static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
     r->model->neftune_noise_alpha = (float)c->neftune_noise_alpha;
     /* prepare_model_for_kbit_training turns gradient checkpointing on for 4-bit training */
     r->model->gradient_checkpointing = c->gradient_checkpointing || has_4bit(r->model);
+    r->model->checkpoint_kept_blocks = c->gradient_checkpointing_kept_blocks;
     PC_TRY(pc_tokenizer_load(c->model_name_or_path, &r->tok, err));
     PC_TRY(build_peft(r, err));
     char line[200];
@@ -242,6 +260,7 @@ static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
     int B = c->per_device_train_batch_size > eval_B ? c->per_device_train_batch_size : eval_B;
     int T = r->train.max_len > r->eval.max_len ? r->train.max_len : r->eval.max_len;
     PC_TRY(r->model->ops->reserve(r->model, B, T, err));
+    report_kept_blocks(r);
     PC_TRY(pc_batch_buf_init(&r->bb, B, T, err));
     r->order = malloc(sizeof *r->order * (size_t)r->train.n);
     if (!r->order) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
