@@ -90,3 +90,36 @@ TEST(nn_cross_entropy_same_bits_for_any_thread_count)
     }
     free(logits); free(p1); free(p2);
 }
+
+/* The causal head's form (2 floats a row, the gradient written over the logits) against the probability
+ * form, on rows with ignored labels and large logits (the max shift). */
+TEST(nn_cross_entropy_stats_form_matches_probability_form)
+{
+    enum { N = 37, C = 301 };
+    float *logits = malloc(sizeof(float) * N * C), *probs = malloc(sizeof(float) * N * C),
+          *dlogits = malloc(sizeof(float) * N * C), *in_place = malloc(sizeof(float) * N * C);
+    float row_max[N], row_inv[N];
+    int32_t labels[N];
+    CHECK(logits && probs && dlogits && in_place);
+    if (logits && probs && dlogits && in_place) {
+        nn_fill(logits, (long)N * C, "ce_stats", -30, 30);
+        logits[5 * C + 7] = 900;   /* a row whose exp would overflow unshifted */
+        for (int r = 0; r < N; r++) labels[r] = r % 5 == 2 ? PC_IGNORE_INDEX : (r * 17) % C;
+        int n_probs = -1, n_stats = -1;
+        float want = pc_cross_entropy_forward(probs, logits, labels, N, C, &n_probs);
+        float got = pc_cross_entropy_forward_stats(row_max, row_inv, logits, labels, N, C, &n_stats);
+        CHECK_INT_EQ(n_stats, n_probs);
+        CHECK_NEAR(got, want, 1e-6 * fabs(want));
+        pc_cross_entropy_backward(dlogits, probs, labels, N, C, 1.0f / (float)n_probs);
+        memcpy(in_place, logits, sizeof(float) * N * C);
+        pc_cross_entropy_backward_in_place(in_place, row_max, row_inv, labels, N, C, 1.0f / (float)n_stats);
+        double worst = 0;
+        for (long i = 0; i < (long)N * C; i++) {
+            double e = fabs((double)in_place[i] - dlogits[i]);
+            worst = e > worst || e != e ? e : worst;
+        }
+        CHECK_MSG(worst <= 1e-9, "in-place gradient differs from the probability form by %.3g", worst);
+        for (int c = 0; c < C; c++) CHECK(in_place[2 * C + c] == 0.0f);   /* row 2 is ignored */
+    }
+    free(logits); free(probs); free(dlogits); free(in_place);
+}

@@ -77,17 +77,23 @@ static void check_tensor(const pc_safetensors *ref, const char *key, const float
     free(want);
 }
 
-static void forward_backward(parity_case *c, float *loss)
+static void forward(parity_case *c, float *loss)
 {
     pc_error err = {0};
     pc_param_list_zero_grad(&c->peft->trainable);
     CHECK_MSG(c->model->ops->forward(c->model, &c->batch, false, loss, &err) == PEFTC_OK, "%s", err.msg);
+}
+
+static void forward_backward(parity_case *c, float *loss)
+{
+    forward(c, loss);
     c->model->ops->backward(c->model, &c->batch, 1.0f);
 }
 
 /* A causal LM's forward with labels runs lm_head on the rows that have a target only (models/causal_lm.h):
- * its logits are the fixture's rows whose shifted label is not -100, in order. Without labels, every row. */
-static void check_causal_logits(parity_case *c)
+ * its logits are the fixture's rows whose shifted label is not -100, in order (checked before the backward,
+ * which turns them into their gradient). */
+static void check_labeled_causal_logits(parity_case *c)
 {
     const pc_st_tensor *t = pc_st_find(c->ref, "logits");
     CHECK(t != NULL);
@@ -105,6 +111,12 @@ static void check_causal_logits(parity_case *c)
     double rel = pc_test_max_rel_err(c->model->logits, want, rows * V);
     CHECK_MSG(rel <= 1e-5, "logits of the rows with a target: max relative error %.3g", rel);
     free(want);
+}
+
+/* Without labels, every row. */
+static void check_unlabeled_causal_logits(parity_case *c)
+{
+    pc_error err = {0};
     pc_batch unlabeled = c->batch;
     unlabeled.labels = NULL;
     float loss;
@@ -117,16 +129,18 @@ static void check_forward_and_gradients(const char *name)
     parity_case c;
     if (open_case(&c, name) != 0) { close_case(&c); return; }
     float loss;
-    forward_backward(&c, &loss);
+    forward(&c, &loss);
     bool causal = c.model->task == PC_TASK_CAUSAL_LM;
-    if (!causal) check_tensor(c.ref, "logits", c.model->logits, 1e-5);
+    if (causal) check_labeled_causal_logits(&c);
+    else check_tensor(c.ref, "logits", c.model->logits, 1e-5);
+    c.model->ops->backward(c.model, &c.batch, 1.0f);
     check_tensor(c.ref, "loss", &loss, 1e-5);
     for (int i = 0; i < c.peft->trainable.n; i++) {
         char key[400];
         snprintf(key, sizeof key, "grad.%s", c.peft->trainable.items[i].name);
         check_tensor(c.ref, key, c.peft->trainable.items[i].grad, 1e-4);
     }
-    if (causal) check_causal_logits(&c);
+    if (causal) check_unlabeled_causal_logits(&c);
     close_case(&c);
 }
 

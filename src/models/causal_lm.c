@@ -24,12 +24,12 @@ pc_status pc_causal_check_batch(const pc_batch *b, int cap_B, int cap_T, int max
     return PEFTC_OK;
 }
 
-bool pc_causal_head_alloc(pc_owned *o, pc_causal_head *h, long N, long hidden, long vocab)
+bool pc_causal_head_alloc(pc_owned *o, pc_causal_head *h, long N, long hidden)
 {
     return (h->targets = pc_owned_alloc_bytes(o, sizeof(int32_t) * (size_t)N)) &&
            (h->rows = pc_owned_alloc_bytes(o, sizeof(int32_t) * (size_t)N)) &&
            (h->x_rows = pc_owned_alloc(o, N * hidden)) && (h->dx_rows = pc_owned_alloc(o, N * hidden)) &&
-           (h->probs = pc_owned_alloc(o, N * vocab));
+           (h->row_max = pc_owned_alloc(o, N)) && (h->row_inv = pc_owned_alloc(o, N));
 }
 
 /* Row bi*T + t predicts labels[bi*T + t + 1]; the last position of a row predicts nothing. */
@@ -61,7 +61,8 @@ pc_status pc_causal_head_forward(pc_model *m, pc_linear *lm_head, pc_causal_head
     if (h->n_rows == 0) return PEFTC_OK;
     pc_linear_forward(lm_head, m->logits, h->x_rows, h->n_rows, training, rng);
     int counted = 0;
-    *loss = pc_cross_entropy_forward(h->probs, m->logits, h->targets, h->n_rows, m->vocab_size, &counted);
+    *loss = pc_cross_entropy_forward_stats(h->row_max, h->row_inv, m->logits, h->targets, h->n_rows, m->vocab_size,
+                                           &counted);
     m->n_loss_tokens = counted;
     if (!isfinite(*loss)) return pc_fail(err, PEFTC_ERR_NUMERIC, "the loss is %f", (double)*loss);
     return PEFTC_OK;
@@ -73,8 +74,9 @@ void pc_causal_head_backward(const pc_model *m, pc_linear *lm_head, pc_causal_he
     memset(dx, 0, sizeof(float) * (size_t)b->B * b->T * hidden);
     if (h->n_rows == 0) return;
     float scale = dloss / (float)h->n_rows;
-    pc_cross_entropy_backward(h->probs, h->probs, h->targets, h->n_rows, m->vocab_size, scale);
-    pc_linear_backward(lm_head, h->dx_rows, false, h->probs, h->x_rows, h->n_rows);
+    float *dlogits = m->logits;   /* the logits turn into their gradient in place */
+    pc_cross_entropy_backward_in_place(dlogits, h->row_max, h->row_inv, h->targets, h->n_rows, m->vocab_size, scale);
+    pc_linear_backward(lm_head, h->dx_rows, false, dlogits, h->x_rows, h->n_rows);
     for (int j = 0; j < h->n_rows; j++)
         memcpy(dx + (long)h->rows[j] * hidden, h->dx_rows + (long)j * hidden, sizeof(float) * (size_t)hidden);
 }

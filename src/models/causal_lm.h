@@ -19,11 +19,11 @@ typedef struct pc_causal_head {
     int32_t *rows;           /* [N]: which rows those are */
     int n_rows;
     float *x_rows, *dx_rows; /* [N, hidden]: the head's input at those rows, and its gradient */
-    float *probs;            /* [N, vocab]: the softmax, then the logits' gradient */
+    float *row_max, *row_inv;/* [N]: the softmax of each logits row, as pc_cross_entropy_forward_stats keeps it */
 } pc_causal_head;
 
 /* Allocates the buffers for N rows (false: out of memory). */
-bool pc_causal_head_alloc(pc_owned *o, pc_causal_head *h, long N, long hidden, long vocab);
+bool pc_causal_head_alloc(pc_owned *o, pc_causal_head *h, long N, long hidden);
 
 /* m->logits = lm_head(x) for x [B*T, hidden]: every row without labels; with labels only the rows that have a
  * target ([h->n_rows, vocab], in order), and *loss their mean cross-entropy (sets m->n_loss_tokens). */

@@ -181,7 +181,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     o->group = 1;
     bool ok = (g->x0 = pc_owned_alloc(o, N * E)) && (g->emb_drop = pc_owned_alloc(o, N * E)) &&
         (g->xf = pc_owned_alloc(o, N * E)) && (g->mean_f = pc_owned_alloc(o, N)) && (g->rstd_f = pc_owned_alloc(o, N)) &&
-        (m->logits = pc_owned_alloc(o, N * V)) && pc_causal_head_alloc(o, &g->head, N, E, V) &&
+        (m->logits = pc_owned_alloc(o, N * V)) && pc_causal_head_alloc(o, &g->head, N, E) &&
         (g->d_cur = pc_owned_alloc(o, N * E)) && (g->d_tmp = pc_owned_alloc(o, N * E)) &&
         (g->d_qkv = pc_owned_alloc(o, N * 3 * E)) && (g->d_q = pc_owned_alloc(o, N * E)) &&
         (g->d_k = pc_owned_alloc(o, N * E)) && (g->d_v = pc_owned_alloc(o, N * E)) &&

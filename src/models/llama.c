@@ -271,7 +271,7 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
     o->group = 1;
     bool ok = (l->x0 = pc_owned_alloc(o, N * H)) && (l->xf = pc_owned_alloc(o, N * H)) &&
         (l->rstd_f = pc_owned_alloc(o, N)) && (m->logits = pc_owned_alloc(o, N * V)) &&
-        pc_causal_head_alloc(o, &l->head, N, H, V) &&
+        pc_causal_head_alloc(o, &l->head, N, H) &&
         (l->d_cur = pc_owned_alloc(o, N * wide)) && (l->d_tmp = pc_owned_alloc(o, N * wide)) &&
         (l->d_q = pc_owned_alloc(o, N * wide)) && (l->d_k = pc_owned_alloc(o, N * wide)) &&
         (l->d_v = pc_owned_alloc(o, N * wide)) && (l->d_i1 = pc_owned_alloc(o, N * I)) &&

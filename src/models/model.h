@@ -48,7 +48,8 @@ typedef struct pc_model_ops {
      * *loss = mean cross-entropy over the counted labels (m->n_loss_tokens of them) when labels are given. */
     pc_status (*forward)(pc_model *m, const pc_batch *batch, bool training, float *loss, pc_error *err);
     /* Back-propagates d(objective)/d(loss) = dloss through the last forward, accumulating gradients
-     * (dloss = 1/gradient_accumulation_steps when micro-batches are accumulated). */
+     * (dloss = 1/gradient_accumulation_steps when micro-batches are accumulated). A causal LM's logits become
+     * their gradient (its head keeps no separate probability matrix). */
     void (*backward)(pc_model *m, const pc_batch *batch, float dloss);
     void (*destroy)(pc_model *m);
     /* Causal LMs only (NULL otherwise): incremental decoding with a KV cache of up to max_ctx positions.

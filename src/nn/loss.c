@@ -42,6 +42,53 @@ float pc_cross_entropy_forward(float *probs, const float *logits, const int32_t 
     return counted ? (float)(total / counted) : 0.0f;
 }
 
+/* A row's maximum and 1 / sum exp(x - max); returns -log softmax(x)[label], or 0 when the row is ignored. */
+static double row_stats_loss(const float *x, int32_t label, int C, float *max_out, float *inv_out)
+{
+    float max = x[0];
+    for (int c = 1; c < C; c++) if (x[c] > max) max = x[c];
+    double sum = pc_row_sum_exp(x, C, max);
+    *max_out = max;
+    *inv_out = (float)(1.0 / sum);
+    return label == PC_IGNORE_INDEX ? 0.0 : log(sum) - ((double)x[label] - max);
+}
+
+float pc_cross_entropy_forward_stats(float *row_max, float *row_inv, const float *logits, const int32_t *labels,
+                                     int n, int C, int *n_counted)
+{
+    pc_op_begin(PC_OP_LOSS);
+    enum { CHUNKS = 64 };   /* as pc_cross_entropy_forward: the mean does not depend on the thread count */
+    double partial[CHUNKS] = {0};
+    #pragma omp parallel for schedule(static) if ((long)n * C >= PC_PARALLEL_MIN)
+    for (int chunk = 0; chunk < CHUNKS; chunk++) {
+        const int r0 = (int)((long)n * chunk / CHUNKS), r1 = (int)((long)n * (chunk + 1) / CHUNKS);
+        for (int r = r0; r < r1; r++)
+            partial[chunk] += row_stats_loss(logits + (size_t)r * C, labels[r], C, &row_max[r], &row_inv[r]);
+    }
+    double total = 0.0;
+    for (int chunk = 0; chunk < CHUNKS; chunk++) total += partial[chunk];
+    int counted = 0;
+    for (int r = 0; r < n; r++) counted += labels[r] != PC_IGNORE_INDEX;
+    *n_counted = counted;
+    pc_op_end();
+    return counted ? (float)(total / counted) : 0.0f;
+}
+
+void pc_cross_entropy_backward_in_place(float *logits, const float *row_max, const float *row_inv,
+                                        const int32_t *labels, int n, int C, float dloss_scale)
+{
+    pc_op_begin(PC_OP_LOSS);
+    #pragma omp parallel for schedule(static) if ((long)n * C >= PC_PARALLEL_MIN)
+    for (int r = 0; r < n; r++) {
+        float *d = logits + (size_t)r * C;
+        const int32_t label = labels[r];
+        const float s = label == PC_IGNORE_INDEX ? 0.0f : dloss_scale, max = row_max[r], inv = row_inv[r];
+        for (int c = 0; c < C; c++) d[c] = pc_exp_nonpositive(d[c] - max) * inv * s;
+        if (label != PC_IGNORE_INDEX) d[label] -= dloss_scale;
+    }
+    pc_op_end();
+}
+
 void pc_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int n, int C,
                                float dloss_scale)
 {

@@ -20,4 +20,15 @@ float pc_cross_entropy_forward(float *probs, const float *logits, const int32_t 
 void pc_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int n, int C,
                                float dloss_scale);
 
+/* The same loss without a probability matrix: per row, row_max = max(logits) and row_inv =
+ * 1 / sum exp(logits - row_max), which pc_cross_entropy_backward_in_place turns back into the softmax
+ * (a causal LM's head keeps 2 floats a row instead of vocab_size). */
+float pc_cross_entropy_forward_stats(float *row_max, float *row_inv, const float *logits, const int32_t *labels,
+                                     int n, int C, int *n_counted);
+
+/* logits[r] = (softmax(logits[r]) - onehot(label)) * dloss_scale in place (0 for ignored rows), the softmax
+ * from the forward's row_max and row_inv. */
+void pc_cross_entropy_backward_in_place(float *logits, const float *row_max, const float *row_inv,
+                                        const int32_t *labels, int n, int C, float dloss_scale);
+
 #endif

@@ -5,6 +5,8 @@
 #ifndef PC_NN_ROW_SUMS_H
 #define PC_NN_ROW_SUMS_H
 
+#include "nn/exp.h"
+
 enum { PC_SUM_CHAINS = 8 };
 
 static inline double pc_chains_total(const double s[PC_SUM_CHAINS])
@@ -20,6 +22,17 @@ static inline double pc_row_sum(const float *x, int n)
     for (; j + PC_SUM_CHAINS <= n; j += PC_SUM_CHAINS)
         for (int u = 0; u < PC_SUM_CHAINS; u++) s[u] += x[j + u];
     for (int u = 0; j < n; j++, u++) s[u] += x[j];
+    return pc_chains_total(s);
+}
+
+/* sum of exp(x[j] - m) for m >= every x[j] */
+static inline double pc_row_sum_exp(const float *x, int n, float m)
+{
+    double s[PC_SUM_CHAINS] = { 0 };
+    int j = 0;
+    for (; j + PC_SUM_CHAINS <= n; j += PC_SUM_CHAINS)
+        for (int u = 0; u < PC_SUM_CHAINS; u++) s[u] += pc_exp_nonpositive(x[j + u] - m);
+    for (int u = 0; j < n; j++, u++) s[u] += pc_exp_nonpositive(x[j] - m);
     return pc_chains_total(s);
 }
 
