@@ -5,6 +5,7 @@
 # with the KV cache (fp32 and 4-bit); a table with ratios at the end. The random model (~4.4 GB) and its 4-bit
 # copy are written once under /tmp by `bench_llama prepare` and reused.
 #   BUILD=build bash bench/run_llama.sh   (BENCH_STEPS: timed steps per training case, default 3;
+#                                          BENCH_KEPT_BLOCKS: the kept-blocks QLoRA case's count, default 8;
 #                                          BENCH_PYTHON: the python with torch, default /usr/bin/python3;
 #                                          BENCH_QUIET: on a shared machine, seconds to wait before each case
 #                                          for the CPUs to fall idle (< 10 % busy over 5 s), default 0)
@@ -87,6 +88,14 @@ run_case peftc-lora "$BENCH" lora "$STEPS" || status=1
 want_skx && { run_case peftc-lora-skx env OPENBLAS_CORETYPE=SkylakeX "$BENCH" lora "$STEPS" || status=1; }
 run_case peftc-qlora "$BENCH" qlora "$STEPS" || status=1
 want_skx && { run_case peftc-qlora-skx env OPENBLAS_CORETYPE=SkylakeX "$BENCH" qlora "$STEPS" || status=1; }
+# QLoRA with 8 of the 22 blocks keeping their MLP's gate/up outputs (gradient_checkpointing_kept_blocks: 8), as
+# much as 1.2 GB allows: 11 MiB a block
+KEPT=${BENCH_KEPT_BLOCKS:-8}
+if want_skx; then
+  run_case peftc-qlora-kept env OPENBLAS_CORETYPE=SkylakeX "$BENCH" --kept-blocks "$KEPT" qlora "$STEPS" || status=1
+else
+  run_case peftc-qlora-kept "$BENCH" --kept-blocks "$KEPT" qlora "$STEPS" || status=1
+fi
 # QLoRA with the Trainer's bf16: true (TrainingArguments(bf16=True), as PyTorch's bf16 autocast row runs its
 # lm_head): the fp32 lm_head packed in bf16 too; with the OpenBLAS kernels of the reference row
 if want_skx; then
@@ -111,6 +120,7 @@ describe() {
     peftc-lora-skx) echo "peftc LoRA fp32 (OpenBLAS SkylakeX)" ;;
     peftc-qlora) echo "peftc QLoRA nf4+dq bf16 (OpenBLAS ${OPENBLAS_CORETYPE:-default})" ;;
     peftc-qlora-skx) echo "peftc QLoRA nf4+dq bf16 (OpenBLAS SkylakeX)" ;;
+    peftc-qlora-kept) echo "peftc QLoRA nf4+dq bf16, $KEPT blocks keep MLP" ;;
     peftc-qlora-bf16) echo "peftc QLoRA nf4+dq bf16, bf16: true (lm_head)" ;;
     torch-fp32) echo "PyTorch fp32 as installed" ;;
     torch-fp32-skx) echo "PyTorch fp32 tuned (OpenBLAS SkylakeX)" ;;
@@ -143,7 +153,7 @@ echo "== TinyLlama-1.1B shape, LoRA r16 alpha 32 on q/k/v_proj, batch 1 x 256, $
 echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (at the end)"
 row case tokens/s s/step "fastest tok/s" "peak RSS MB" load others "LoRA ÷ case (fastest)" "QLoRA ÷ case (fastest)"
 echo "|----------------------------------------------|---------:|--------:|--------------:|------------:|------:|-------:|----------------------:|----------------------:|"
-for name in peftc-lora peftc-lora-skx peftc-qlora peftc-qlora-skx peftc-qlora-bf16 torch-fp32 torch-fp32-skx torch-bf16; do
+for name in peftc-lora peftc-lora-skx peftc-qlora peftc-qlora-skx peftc-qlora-kept peftc-qlora-bf16 torch-fp32 torch-fp32-skx torch-bf16; do
   case $name in *-skx) [ -e "$LOG/$name.out" ] || continue ;; esac
   if [ -s "$LOG/$name" ]; then
     row "$(describe "$name")" "$(field "$name" tokens/s)" "$(field "$name" s/step)" \
@@ -183,6 +193,11 @@ b_tps=$(field torch-bf16 tokens/s)
 check "issue 6: QLoRA ${q_tps:-?} tok/s >= 1.5 x PyTorch bf16 autocast ${b_tps:-?} tok/s" "$q_tps" \
       "$(awk -v b="${b_tps:-0}" 'BEGIN { print 1.5 * b }')" ge
 check "issue 6: QLoRA ${q_tps:-?} tok/s >= 105 tok/s" "$q_tps" 105 ge
+qk_tps=$(field peftc-qlora-kept tokens/s) qk_rss=$(field peftc-qlora-kept peak_rss_MB)
+check "issue 6: QLoRA kept $KEPT ${qk_tps:-?} tok/s >= 1.5 x PyTorch bf16 autocast" "$qk_tps" \
+      "$(awk -v b="${b_tps:-0}" 'BEGIN { print 1.5 * b }')" ge
+check "issue 6: QLoRA kept $KEPT ${qk_tps:-?} tok/s >= 105 tok/s" "$qk_tps" 105 ge
+check "issue 6: QLoRA kept $KEPT peak RSS ${qk_rss:-?} MB <= 1200 MB" "$qk_rss" 1200 le
 qb_tps=$(field peftc-qlora-bf16 tokens/s) qb_rss=$(field peftc-qlora-bf16 peak_rss_MB)
 check "issue 6: QLoRA bf16: true ${qb_tps:-?} tok/s >= 1.5 x PyTorch bf16 autocast" "$qb_tps" \
       "$(awk -v b="${b_tps:-0}" 'BEGIN { print 1.5 * b }')" ge
