@@ -406,8 +406,9 @@ static pc_status train(bool qlora, bool bf16, int kept_blocks, int steps, const 
     pc_profile_enable(true);   /* the timed steps only */
     double start = now_seconds();
     for (int i = 0; !s && i < steps; i++) s = train_step(m, p, opt, &b, &t, &loss, err);
-    const char *name = qlora ? (bf16 ? "peftc-qlora-bf16" : kept_blocks ? "peftc-qlora-kept" : "peftc-qlora")
-                             : (bf16 ? "peftc-lora-bf16" : "peftc-lora");
+    const char *name = !qlora ? (bf16 ? "peftc-lora-bf16" : "peftc-lora")
+                       : kept_blocks ? (bf16 ? "peftc-qlora-bf16-kept" : "peftc-qlora-kept")
+                                     : (bf16 ? "peftc-qlora-bf16" : "peftc-qlora");
     if (!s) print_training(name, steps, &t, now_seconds() - start, loss);
     pc_optimizer_free(opt);
     pc_peft_model_free(p);

@@ -120,7 +120,7 @@ describe() {
     peftc-lora-skx) echo "peftc LoRA fp32 (OpenBLAS SkylakeX)" ;;
     peftc-qlora) echo "peftc QLoRA nf4+dq bf16 (OpenBLAS ${OPENBLAS_CORETYPE:-default})" ;;
     peftc-qlora-skx) echo "peftc QLoRA nf4+dq bf16 (OpenBLAS SkylakeX)" ;;
-    peftc-qlora-kept) echo "peftc QLoRA nf4+dq bf16, $KEPT blocks keep MLP" ;;
+    peftc-qlora-kept) if want_skx; then echo "peftc QLoRA, $KEPT blocks keep MLP (SkylakeX)"; else echo "peftc QLoRA, $KEPT blocks keep MLP"; fi ;;
     peftc-qlora-bf16) echo "peftc QLoRA nf4+dq bf16, bf16: true (lm_head)" ;;
     torch-fp32) echo "PyTorch fp32 as installed" ;;
     torch-fp32-skx) echo "PyTorch fp32 tuned (OpenBLAS SkylakeX)" ;;

@@ -13,6 +13,7 @@ typedef struct run_setup {
     bool checkpointing;
     int kept_blocks;
     const char *target_regex;   /* NULL: the fixture's adapter_init; else a fresh LoRA on these modules */
+    int keepable;               /* the blocks that can keep (pc_model.keepable_blocks) */
 } run_setup;
 
 typedef struct run_result {
@@ -57,7 +58,7 @@ static void train_step(const char *fixture, run_setup setup, run_result *out)
     bool causal = m->task == PC_TASK_CAUSAL_LM;
     pc_batch b = {2, 6, ids, mask, causal ? labels : class_labels};
     CHECK(m->ops->reserve(m, 2, 6, &err) == PEFTC_OK);
-    if (setup.kept_blocks > 0) CHECK_INT_EQ(m->keepable_blocks, 1);   /* the 2-block fixtures: block 0 keeps */
+    CHECK_INT_EQ(m->keepable_blocks, setup.keepable);
     pc_param_list_zero_grad(&p->trainable);
     CHECK_MSG(m->ops->forward(m, &b, true, &out->loss, &err) == PEFTC_OK, "%s", err.msg);
     m->ops->backward(m, &b, 1.0f);
@@ -72,11 +73,12 @@ static void train_step(const char *fixture, run_setup setup, run_result *out)
     pc_model_free(m);
 }
 
-static void check_equal_gradients_with(const char *fixture, int kept_blocks, const char *target_regex)
+/* keepable: how many blocks the checkpointed run can keep (the plain run, without checkpointing, none). */
+static void check_equal_gradients_with(const char *fixture, int kept_blocks, const char *target_regex, int keepable)
 {
     run_result plain, ckpt;
-    train_step(fixture, (run_setup){false, 0, target_regex}, &plain);
-    train_step(fixture, (run_setup){true, kept_blocks, target_regex}, &ckpt);
+    train_step(fixture, (run_setup){false, kept_blocks, target_regex, 0}, &plain);
+    train_step(fixture, (run_setup){true, kept_blocks, target_regex, keepable}, &ckpt);
     CHECK(plain.n > 0 && plain.n == ckpt.n);
     CHECK(plain.loss == ckpt.loss);
     if (plain.n == ckpt.n && plain.grads && ckpt.grads)
@@ -90,17 +92,25 @@ static void check_equal_gradients_with(const char *fixture, int kept_blocks, con
     free(ckpt.grads);
 }
 
-static void check_equal_gradients(const char *fixture) { check_equal_gradients_with(fixture, 0, NULL); }
+static void check_equal_gradients(const char *fixture, int keepable)
+{
+    check_equal_gradients_with(fixture, 0, NULL, keepable);
+}
 
-TEST(checkpointing_distilbert_gradients_bitwise_equal) { check_equal_gradients("distilbert_tiny/all"); }
-TEST(checkpointing_llama_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_gqa"); }
-/* every Linear trained, down_proj included: the recomputed blocks run to their end */
-TEST(checkpointing_llama_all_linears_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_tied_bias"); }
-TEST(checkpointing_gpt2_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/gpt2"); }
+TEST(checkpointing_distilbert_gradients_bitwise_equal) { check_equal_gradients("distilbert_tiny/all", 0); }
+TEST(checkpointing_llama_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_gqa", 1); }
+/* every Linear trained, down_proj included: the recomputed blocks run to their end; gate/up train: none can keep */
+TEST(checkpointing_llama_all_linears_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/llama_tied_bias", 0); }
+TEST(checkpointing_gpt2_gradients_bitwise_equal) { check_equal_gradients("causal_tiny/gpt2", 0); }
 /* block 0 keeps its g and u (q/k/v adapters: gate and up train nothing), so its backward skips them */
-TEST(checkpointing_llama_kept_blocks_gradients_bitwise_equal) { check_equal_gradients_with("causal_tiny/llama_gqa", 1, NULL); }
+TEST(checkpointing_llama_kept_blocks_gradients_bitwise_equal) { check_equal_gradients_with("causal_tiny/llama_gqa", 1, NULL, 1); }
 /* down_proj trains (with dropout) while block 0 keeps gate/up: its recomputed forward replays down's mask alike */
 TEST(checkpointing_llama_kept_blocks_with_down_proj_lora_gradients_bitwise_equal)
 {
-    check_equal_gradients_with("causal_tiny/llama_gqa", 1, ".*\\.(q_proj|down_proj)");
+    check_equal_gradients_with("causal_tiny/llama_gqa", 1, ".*\\.(q_proj|down_proj)", 1);
+}
+/* only the top block trains: backward stops there, so block 0 cannot keep (it would hold memory for nothing) */
+TEST(checkpointing_llama_no_kept_block_below_the_lowest_trainable)
+{
+    check_equal_gradients_with("causal_tiny/llama_gqa", 1, ".*layers\\.1\\..*q_proj", 0);
 }

@@ -123,3 +123,15 @@ TEST(nn_cross_entropy_stats_form_matches_probability_form)
     }
     free(logits); free(probs); free(dlogits); free(in_place);
 }
+
+/* No rows: a zero loss, nothing counted, nothing written. */
+TEST(nn_cross_entropy_stats_form_without_rows)
+{
+    float row_max[1] = {7}, row_inv[1] = {7}, logits[3] = {1, 2, 3};
+    int32_t labels[1] = {0};
+    int counted = -1;
+    CHECK(pc_cross_entropy_forward_stats(row_max, row_inv, logits, labels, 0, 3, &counted) == 0.0f);
+    CHECK_INT_EQ(counted, 0);
+    pc_cross_entropy_backward_in_place(logits, row_max, row_inv, labels, 0, 3, 1.0f);
+    CHECK(row_max[0] == 7 && row_inv[0] == 7 && logits[0] == 1 && logits[2] == 3);
+}

@@ -31,7 +31,7 @@ pc_status pc_causal_head_forward(pc_model *m, pc_linear *lm_head, pc_causal_head
                                  const pc_batch *b, bool training, pc_rng *rng, float *loss, pc_error *err);
 
 /* dx [B*T, hidden] = d(dloss * loss)/dx of the head's input (zero at rows without a target), lm_head's own
- * gradients accumulated. After a forward with labels. */
+ * gradients accumulated. After a forward with labels; m->logits are overwritten with their gradient. */
 void pc_causal_head_backward(const pc_model *m, pc_linear *lm_head, pc_causal_head *h, float *dx, int hidden,
                              const pc_batch *b, float dloss);
 

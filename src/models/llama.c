@@ -34,7 +34,8 @@ typedef struct llama_layer {
     pc_linear q, k, v, o, gate, up, down;
     pc_norm in_norm, post_norm;
     layer_acts a;
-    bool keeps_mlp;                  /* checkpointing keeps this block's own g and u (see choose_kept_blocks) */
+    bool keeps_mlp;                  /* checkpointing keeps this block's own g and u (allocated by reserve) */
+    bool wants_keep;                 /* choose_kept_blocks' choice for the next reserve */
     pc_rng mlp_rng;                  /* dropout stream state where the MLP started (to recompute it alike) */
     float *k_cache, *v_cache;        /* [max_ctx, kv_dim] for generation */
 } llama_layer;
@@ -48,7 +49,7 @@ typedef struct llama {
     pc_norm final_norm;
     pc_linear lm_head;
     float *rope_cos, *rope_sin;      /* [max_pos, head_dim] */
-    int cap_B, cap_T, cap_kept, cache_cap, cache_len;
+    int cap_B, cap_T, cache_cap, cache_len;
     bool training;                   /* mode of the last forward */
     float *x0, *xf, *rstd_f;
     pc_causal_head head;             /* lm_head's rows with a target, the loss */
@@ -237,29 +238,52 @@ static bool alloc_mlp_acts(pc_owned *o, layer_acts *a, const pc_llama_config *c,
 
 static bool linear_trainable(const pc_linear *x) { return x->dW || x->db || x->lora; }
 
+static bool layer_trainable(const llama_layer *L)
+{
+    const pc_linear *lins[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+    for (int i = 0; i < 7; i++) if (linear_trainable(lins[i])) return true;
+    return false;
+}
+
+static int lowest_trainable(const llama *l)
+{
+    for (int i = 0; i < l->cfg.n_layers; i++)
+        if (layer_trainable(&l->layers[i])) return i;
+    return l->cfg.n_layers;
+}
+
 /* A block whose gate and up have nothing to train can keep its MLP's g and u through a checkpointed step:
  * its backward then skips recomputing gate and up (two of the block's seven products), and as they draw no
  * dropout, the stream down_proj replays stays the forward's. */
 static bool mlp_keepable(const llama_layer *L) { return !linear_trainable(&L->gate) && !linear_trainable(&L->up); }
 
-/* The top m->checkpoint_kept_blocks keepable blocks below the top one (whose activations are current when
- * backward starts) keep their g and u; returns how many do. */
-static int choose_kept_blocks(const pc_model *m, llama *l)
+/* The blocks that can keep: keepable ones below the top block (whose activations are current when backward
+ * starts) and not below the lowest trainable one (backward stops there). */
+static bool can_keep(const llama *l, int i, int lowest)
 {
-    int want = m->gradient_checkpointing ? m->checkpoint_kept_blocks : 0, kept = 0;
+    return i < l->cfg.n_layers - 1 && i >= lowest && mlp_keepable(&l->layers[i]);
+}
+
+/* Marks the top m->checkpoint_kept_blocks blocks that can keep as wanting to; true when that is the set reserve
+ * allocated last. */
+static bool choose_kept_blocks(const pc_model *m, llama *l)
+{
+    int want = m->gradient_checkpointing ? m->checkpoint_kept_blocks : 0, kept = 0, lowest = lowest_trainable(l);
+    bool same = true;
     for (int i = l->cfg.n_layers - 1; i >= 0; i--) {
         llama_layer *L = &l->layers[i];
-        L->keeps_mlp = i < l->cfg.n_layers - 1 && kept < want && mlp_keepable(L);
-        kept += L->keeps_mlp;
+        L->wants_keep = kept < want && can_keep(l, i, lowest);
+        kept += L->wants_keep;
+        same = same && L->wants_keep == L->keeps_mlp;
     }
-    return kept;
+    return same;
 }
 
 static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
 {
     llama *l = m->impl;
-    int kept = choose_kept_blocks(m, l);
-    if (B <= l->cap_B && T <= l->cap_T && kept == l->cap_kept) return PEFTC_OK;
+    bool same_kept = choose_kept_blocks(m, l);
+    if (B <= l->cap_B && T <= l->cap_T && same_kept) return PEFTC_OK;
     B = B > l->cap_B ? B : l->cap_B;
     T = T > l->cap_T ? T : l->cap_T;
     const pc_llama_config *c = &l->cfg;
@@ -286,23 +310,25 @@ static pc_status reserve(pc_model *m, int B, int T, pc_error *err)
         else ok = alloc_mlp_acts(o, a, c, N);
         ok = ok && alloc_attention_acts(o, a, c, N, att);
     }
-    for (int i = 0; ok && i < c->n_layers; i++) {
-        layer_acts *a = &l->layers[i].a;
-        if (l->layers[i].keeps_mlp) ok = (a->g = pc_owned_alloc(o, N * I)) && (a->u = pc_owned_alloc(o, N * I));
+    for (int i = 0; i < c->n_layers; i++) {
+        llama_layer *L = &l->layers[i];
+        L->keeps_mlp = ok && L->wants_keep;
+        if (L->keeps_mlp) ok = (L->a.g = pc_owned_alloc(o, N * I)) && (L->a.u = pc_owned_alloc(o, N * I));
     }
     for (int i = 0; ok && i < m->n_linears; i++)
         if (pc_linear_reserve(m->linears[i], (int)N, &m->scratch, err) != PEFTC_OK) ok = false;
     o->group = 0;
     if (!ok) {
-        l->cap_B = l->cap_T = l->cap_kept = 0;
+        l->cap_B = l->cap_T = 0;
+        for (int i = 0; i < c->n_layers; i++) l->layers[i].keeps_mlp = false;
         return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory for activations of a %d x %d batch", B, T);
     }
     l->cap_B = B;
     l->cap_T = T;
-    l->cap_kept = kept;
     m->activation_bytes = pc_owned_bytes(o, 1);
     m->keepable_blocks = 0;
-    for (int i = 0; m->gradient_checkpointing && i < c->n_layers - 1; i++) m->keepable_blocks += mlp_keepable(&l->layers[i]);
+    for (int i = 0, lowest = lowest_trainable(l); m->gradient_checkpointing && i < c->n_layers; i++)
+        m->keepable_blocks += can_keep(l, i, lowest);
     m->kept_block_bytes = 2 * sizeof(float) * (size_t)(N * I);
     return PEFTC_OK;
 }
@@ -356,7 +382,7 @@ static void layer_forward(llama *l, llama_layer *L, const float *x, const pc_bat
         L->mlp_rng = *rng;
     }
     pc_rmsnorm_forward(a->n2, a->rstd2, a->h, L->post_norm.w, N, H, c->rms_norm_eps);
-    if (!(recompute && L->keeps_mlp)) {
+    if (!(recompute && L->keeps_mlp && mlp_keepable(L))) {   /* (an adapter added since reserve: recompute) */
         pc_linear_forward(&L->gate, a->g, a->n2, N, training, rng);
         pc_linear_forward(&L->up, a->u, a->n2, N, training, rng);
     }
@@ -386,20 +412,6 @@ static pc_status forward(pc_model *m, const pc_batch *b, bool training, float *l
 }
 
 /* ---------- backward ---------- */
-
-static bool layer_trainable(const llama_layer *L)
-{
-    const pc_linear *lins[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-    for (int i = 0; i < 7; i++) if (linear_trainable(lins[i])) return true;
-    return false;
-}
-
-static int lowest_trainable(const llama *l)
-{
-    for (int i = 0; i < l->cfg.n_layers; i++)
-        if (layer_trainable(&l->layers[i])) return i;
-    return l->cfg.n_layers;
-}
 
 /* d_cur: dL/d(layer output) on entry, dL/d(layer input) on exit when need_dx. */
 static void layer_backward(llama *l, llama_layer *L, const float *x, const pc_batch *b, bool need_dx)

@@ -79,7 +79,8 @@ struct pc_model {
     int checkpoint_dtype;            /* pc_dtype holding most of the checkpoint's parameters (F32, BF16, F16) */
     pc_named_tensor extra_tensors[4];/* embeddings etc., by their module names */
     int n_extra_tensors;
-    float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] (see forward) */
+    float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] (see forward; a causal
+                                      * LM's backward overwrites them with their gradient) */
     long n_loss_tokens;              /* labels counted by the last forward's loss */
     pc_rng dropout_rng;              /* the "dropout" stream */
     float neftune_noise_alpha;       /* > 0: NEFTune noise on the input embeddings in training */

@@ -228,14 +228,14 @@ static void report_kept_blocks(const run *r)
     const pc_model *m = r->model;
     int want = m->checkpoint_kept_blocks, kept = want < m->keepable_blocks ? want : m->keepable_blocks;
     if (want == 0) return;
-    char line[300];
+    char line[400];
     if (!m->gradient_checkpointing)
         snprintf(line, sizeof line, "gradient_checkpointing_kept_blocks %d: no effect without gradient checkpointing", want);
     else
         snprintf(line, sizeof line, "gradient checkpointing: %d block(s) keep their MLP's gate/up outputs (%.1f MiB "
                  "each) instead of recomputing them%s", kept, (double)m->kept_block_bytes / 1048576.0,
-                 kept < want ? " (fewer than asked: only Llama-family blocks below the top one whose gate_proj and "
-                               "up_proj train nothing can)" : "");
+                 kept < want ? " (fewer than asked: only Llama-family blocks below the top one and not below the lowest "
+                               "one that trains, whose gate_proj and up_proj train nothing, can)" : "");
     message(r, line);
 }
 
