@@ -39,6 +39,7 @@
 #include "models/peft_model.h"
 #include "models/quantized.h"
 #include "peft/lora_config.h"
+#include "train/memory.h"
 #include "train/optim.h"
 
 enum { SEQ = 256, WARMUP_STEPS = 1, PROMPT = 16, NEW_TOKENS = 128, MAX_TENSORS = 9 * 32 + 3 };
@@ -368,6 +369,18 @@ static void print_training(const char *name, int steps, const phase_times *t, do
     print_result(name, (double)SEQ * steps / elapsed, elapsed / steps, SEQ / t->fastest);
 }
 
+/* The Trainer's peak-memory estimate for this run (its data: the one batch), to hold against the measured peak. */
+static void print_estimate(const pc_model *m, const pc_peft_model *p, const pc_optimizer *opt, int32_t *ids)
+{
+    int64_t offsets[2] = { 0, SEQ };
+    pc_encoded data = { .n = 1, .offsets = offsets, .ids = ids, .max_len = SEQ }, none = { 0 };
+    pc_memory_estimate e;
+    pc_memory_estimate_run(m, &p->trainable, pc_optimizer_state_bytes(opt), false, &data, &none, &e);
+    char line[400];
+    pc_memory_line(&e, line, sizeof line);
+    printf("%s\n", line);
+}
+
 static pc_status train(bool qlora, bool bf16, int kept_blocks, int steps, const char *dir, pc_error *err)
 {
     const char *optim = qlora ? "paged_adamw_8bit" : "adamw_torch";
@@ -397,6 +410,7 @@ static pc_status train(bool qlora, bool bf16, int kept_blocks, int steps, const 
         printf("peak RSS after load + reserve: %.0f MB\n", peak_rss_mb());
         random_ids(ids, SEQ, m->vocab_size, "bench_batch");
         memset(mask, 1, sizeof mask);
+        print_estimate(m, p, opt, ids);
     }
     pc_batch b = { 1, SEQ, ids, mask, ids };   /* labels = input_ids (the model shifts them) */
     phase_times warm = { 0 }, t = { 0 };

@@ -12,6 +12,7 @@
 
 #include "base/fs.h"
 #include "models/distilbert.h"
+#include "train/memory.h"
 
 /* The estimate may be this far (relative) from the measured peak resident size. */
 #define TOLERANCE 0.15
@@ -133,4 +134,42 @@ TEST(memory_refusal_and_dry_run)
     free(text);
     snprintf(path, sizeof path, "%s/dry", dir);
     CHECK_MSG(!pc_path_exists(path), "a dry run created %s", path);
+}
+
+/* A mapped token-embedding table counts the 64 KiB windows around the rows the data looks up, not its whole size;
+ * tied to a Linear (which reads every row) or converted (not mapped), all of it. */
+TEST(memory_estimate_counts_the_embedding_rows_the_data_reads)
+{
+    enum { ROWS = 1000, COLS = 1024 };   /* 4 KiB rows, 16 to a window */
+    float *table = aligned_alloc(65536, sizeof(float) * ROWS * COLS);
+    CHECK(table != NULL);
+    if (!table) return;
+    pc_model m;
+    memset(&m, 0, sizeof m);
+    m.n_base_params = (long)ROWS * COLS;
+    m.n_extra_tensors = 1;
+    m.token_embedding = 0;
+    m.extra_tensors[0] = (pc_named_tensor){.data = table, .ndim = 2, .shape = {ROWS, COLS}, .mapped = true};
+    int32_t ids[] = {5, 6, 900, 2000};   /* 2000: outside the table, ignored */
+    int64_t offsets[] = {0, 2, 4};
+    pc_encoded train = {.n = 2, .offsets = offsets, .ids = ids}, none = {0};
+    pc_param_list no_params = {0};
+    pc_memory_estimate e;
+    pc_memory_estimate_run(&m, &no_params, 0, false, &train, &none, &e);
+    CHECK_MSG(e.weights == 2.0 * 65536, "weights %.0f: want windows 0 (rows 5, 6) and 56 (row 900)", e.weights);
+    pc_memory_estimate_run(&m, &no_params, 0, false, &none, &train, &e);
+    CHECK_MSG(e.weights == 2.0 * 65536, "eval ids: weights %.0f", e.weights);
+    pc_linear tied;
+    memset(&tied, 0, sizeof tied);
+    tied.W = table;
+    pc_linear *linears[1] = {&tied};
+    m.linears = linears;
+    m.n_linears = 1;
+    pc_memory_estimate_run(&m, &no_params, 0, false, &train, &none, &e);
+    CHECK(e.weights == 4.0 * ROWS * COLS);
+    m.n_linears = 0;
+    m.extra_tensors[0].mapped = false;
+    pc_memory_estimate_run(&m, &no_params, 0, false, &train, &none, &e);
+    CHECK(e.weights == 4.0 * ROWS * COLS);
+    free(table);
 }

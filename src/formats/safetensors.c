@@ -310,6 +310,15 @@ static pc_status parse_header(pc_safetensors *st, const st_file *f, pc_error *er
     return s;
 }
 
+bool pc_st_maps(const pc_safetensors *st, const void *p)
+{
+    for (int i = 0; st && i < st->nfiles; i++) {
+        const char *map = st->files[i].map;
+        if (map && (const char *)p >= map && (const char *)p < map + st->files[i].size) return true;
+    }
+    return false;
+}
+
 static pc_status map_file(const char *path, st_file *f, pc_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

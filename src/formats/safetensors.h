@@ -6,6 +6,7 @@
 #define PC_FORMATS_SAFETENSORS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <cJSON.h>
@@ -56,6 +57,9 @@ const pc_st_tensor *pc_st_find(const pc_safetensors *st, const char *name); /* N
 const cJSON *pc_st_metadata(const pc_safetensors *st);
 
 int64_t pc_st_numel(const pc_st_tensor *t);
+
+/* Whether p points into one of st's mapped files (a tensor used in place). */
+bool pc_st_maps(const pc_safetensors *st, const void *p);
 
 /* Copies F32 data or converts F16/BF16 data to float32 into dst[n]. Fails
  * naming the tensor when its dtype is not one of these or numel != n. */

@@ -627,9 +627,11 @@ pc_status pc_distilbert_load(const char *dir, const pc_distilbert_config *cfg, p
         return s;
     }
     list_modules(m, d);
-    pc_model_add_extra_tensor(m, "distilbert.embeddings.word_embeddings.weight", d->word_emb, cfg->vocab_size, cfg->dim);
+    m->token_embedding = m->n_extra_tensors;
+    pc_model_add_extra_tensor(m, "distilbert.embeddings.word_embeddings.weight", d->word_emb, cfg->vocab_size, cfg->dim,
+                              d->st);
     pc_model_add_extra_tensor(m, "distilbert.embeddings.position_embeddings.weight", d->pos_emb,
-                              cfg->max_position_embeddings, cfg->dim);
+                              cfg->max_position_embeddings, cfg->dim, d->st);
     m->n_base_params = count_params(d, cfg->num_labels);
     *out = m;
     return PEFTC_OK;

@@ -496,8 +496,9 @@ static pc_status load_all(pc_model *m, gpt2 *g, pc_error *err)
     g->lm_head.out = c->vocab_size;
     g->lm_head.W = g->wte;
     PC_TRY(list_modules(m, g, err));
-    pc_model_add_extra_tensor(m, "transformer.wte.weight", g->wte, c->vocab_size, c->n_embd);
-    pc_model_add_extra_tensor(m, "transformer.wpe.weight", g->wpe, c->n_positions, c->n_embd);
+    m->token_embedding = m->n_extra_tensors;
+    pc_model_add_extra_tensor(m, "transformer.wte.weight", g->wte, c->vocab_size, c->n_embd, g->st);
+    pc_model_add_extra_tensor(m, "transformer.wpe.weight", g->wpe, c->n_positions, c->n_embd, g->st);
     m->n_base_params = count_params(m, g);
     return PEFTC_OK;
 }

@@ -604,7 +604,8 @@ static pc_status load_all(pc_model *m, llama *l, pc_error *err)
     pc_rope_table(l->rope_cos, l->rope_sin, c->max_positions, c->head_dim, c->rope_theta,
                   c->has_rope_scaling ? &c->rope_scaling : NULL);
     PC_TRY(list_modules(m, l, err));
-    pc_model_add_extra_tensor(m, "model.embed_tokens.weight", l->embed, c->vocab_size, c->hidden);
+    m->token_embedding = m->n_extra_tensors;
+    pc_model_add_extra_tensor(m, "model.embed_tokens.weight", l->embed, c->vocab_size, c->hidden, l->st);
     m->n_base_params = count_params(m, l);
     return PEFTC_OK;
 }

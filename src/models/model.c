@@ -109,7 +109,8 @@ pc_linear *pc_model_find_linear(const pc_model *m, const char *name)
     return NULL;
 }
 
-void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data, int64_t rows, int64_t cols)
+void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data, int64_t rows, int64_t cols,
+                               const pc_safetensors *st)
 {
     if (m->n_extra_tensors >= (int)(sizeof m->extra_tensors / sizeof m->extra_tensors[0])) return;
     pc_named_tensor *t = &m->extra_tensors[m->n_extra_tensors++];
@@ -118,6 +119,7 @@ void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data,
     t->ndim = cols ? 2 : 1;
     t->shape[0] = rows;
     t->shape[1] = cols;
+    t->mapped = pc_st_maps(st, data);
 }
 
 void pc_model_free(pc_model *m)

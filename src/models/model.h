@@ -36,9 +36,11 @@ typedef struct pc_named_tensor {
     const float *data;
     int ndim;
     int64_t shape[2];
+    bool mapped;                     /* used in place from the mapped checkpoint: resident only where read */
 } pc_named_tensor;
 
 typedef struct pc_model pc_model;
+struct pc_safetensors;
 
 typedef struct pc_model_ops {
     /* Sizes the activation buffers for batches up to B x T (no allocation during steps). */
@@ -78,6 +80,7 @@ struct pc_model {
     int bos_token_id, eos_token_id;  /* from config.json, -1 when absent */
     int checkpoint_dtype;            /* pc_dtype holding most of the checkpoint's parameters (F32, BF16, F16) */
     pc_named_tensor extra_tensors[4];/* embeddings etc., by their module names */
+    int token_embedding;             /* index in extra_tensors of the table rows are looked up from by token id */
     int n_extra_tensors;
     float *logits;                   /* after forward: [B, num_labels] or [B, T, vocab_size] (see forward; a causal
                                       * LM's backward overwrites them with their gradient) */
@@ -104,7 +107,9 @@ typedef struct pc_model_options {
 pc_status pc_model_load(const char *dir, const pc_model_options *opts, pc_model **out, pc_error *err);
 pc_linear *pc_model_find_linear(const pc_model *m, const char *name);
 /* Lists a non-module parameter (called by the model implementations at load). */
-void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data, int64_t rows, int64_t cols);
+/* Lists an extra tensor; st: the checkpoint it may be mapped from (or NULL). */
+void pc_model_add_extra_tensor(pc_model *m, const char *name, const float *data, int64_t rows, int64_t cols,
+                               const struct pc_safetensors *st);
 void pc_model_free(pc_model *m);
 
 /* How the frozen Linears' products run in training (read at pc_linear_reserve). bf16: every frozen fp32 weight

@@ -14,6 +14,9 @@
  * per thread is taken as 1 MiB. */
 #define RUNTIME_BYTES (6.0 * MIB)
 #define RUNTIME_BYTES_PER_THREAD (1.0 * MIB)
+/* On a fault in a mapped file the kernel also maps the neighbouring pages it has cached: up to 16 pages, in a
+ * 64 KiB-aligned window (fault_around_bytes). */
+#define FAULT_WINDOW ((uintptr_t)65536)
 
 static double q4_bytes(const pc_q4_weight *w)
 {
@@ -43,6 +46,40 @@ static double weight_bytes(const pc_model *m)
     return b;
 }
 
+/* Marks the fault-around windows that the rows of ids in [0, rows) lie in. */
+static void mark_windows(const pc_encoded *d, uintptr_t start, size_t row_bytes, int64_t rows, uint8_t *seen)
+{
+    for (int64_t i = 0; d && d->n > 0 && i < d->offsets[d->n]; i++) {
+        int32_t id = d->ids[i];
+        if (id < 0 || id >= rows) continue;
+        uintptr_t lo = start + (uintptr_t)id * row_bytes, hi = lo + row_bytes - 1;
+        for (uintptr_t w = lo / FAULT_WINDOW; w <= hi / FAULT_WINDOW; w++) seen[w - start / FAULT_WINDOW] = 1;
+    }
+}
+
+/* The bytes of a mapped token-embedding table that the data never reads: the table is used in place and only
+ * looked up (no Linear reads it whole, as a tied LM head would), so a page becomes resident when a row on it is
+ * read, with the neighbours the kernel maps around a fault (FAULT_WINDOW). 0 when unknown. */
+static double embedding_unread_bytes(const pc_model *m, const pc_encoded *train, const pc_encoded *eval)
+{
+    if (m->token_embedding < 0 || m->token_embedding >= m->n_extra_tensors) return 0;
+    const pc_named_tensor *t = &m->extra_tensors[m->token_embedding];
+    if (!t->mapped || t->ndim != 2) return 0;
+    for (int i = 0; i < m->n_linears; i++)
+        if (m->linears[i]->W == t->data) return 0;
+    size_t row_bytes = sizeof(float) * (size_t)t->shape[1], bytes = row_bytes * (size_t)t->shape[0];
+    uintptr_t start = (uintptr_t)t->data;
+    size_t windows = (start + bytes - 1) / FAULT_WINDOW - start / FAULT_WINDOW + 1;
+    uint8_t *seen = calloc(windows, 1);
+    if (!seen) return 0;
+    mark_windows(train, start, row_bytes, t->shape[0], seen);
+    mark_windows(eval, start, row_bytes, t->shape[0], seen);
+    double read = 0;
+    for (size_t w = 0; w < windows; w++) read += seen[w] ? FAULT_WINDOW : 0;
+    free(seen);
+    return read < (double)bytes ? (double)bytes - read : 0;
+}
+
 /* LoRA branch buffers (pc_lora_reserve: h, a byte of dropout mask per input, DoRA's z) and the Linears'
  * shared scratch (4-bit products, DoRA's dropped-out input). */
 static double branch_bytes(const pc_model *m)
@@ -69,7 +106,7 @@ void pc_memory_estimate_run(const pc_model *m, const pc_param_list *trainable, s
                             pc_memory_estimate *e)
 {
     memset(e, 0, sizeof *e);
-    e->weights = weight_bytes(m);
+    e->weights = weight_bytes(m) - embedding_unread_bytes(m, train, eval);
     e->adapters = 8.0 * (double)pc_param_list_numel(trainable);
     e->optimizer = (double)optimizer_bytes;
     e->optimizer_paged = optimizer_paged;
