@@ -426,3 +426,33 @@ TEST(cli_qlora_kept_blocks_train_as_recomputed)
     CHECK_CONTAINS(out[1], "3 block(s) keep their MLP's gate/up outputs");
     CHECK_MSG(strlen(lines[0]) > 0 && strcmp(lines[0], lines[1]) == 0, "logs differ:\n%s---\n%s", lines[0], lines[1]);
 }
+
+/* gradient_checkpointing_kept_blocks -1 keeps as many blocks as max_memory_mb has room for, and says so; without
+ * max_memory_mb it is an error. */
+TEST(cli_kept_blocks_fill_max_memory_mb)
+{
+    const char *s = pc_test_shared("models/stories260K/model.safetensors");
+    if (!s) SKIP("../shared/models/stories260K absent: gradient_checkpointing_kept_blocks -1 not run");
+    const char *src = getenv("PEFTC_SOURCE_DIR") ? getenv("PEFTC_SOURCE_DIR") : ".";
+    char common[4096], args[4200], out[65536];
+    snprintf(common, sizeof common, "train %s/examples/qlora_causal.json --model_name_or_path %s --train_file "
+             "%s/examples/data/stories_train.jsonl --validation_file %s/examples/data/stories_validation.jsonl "
+             "--output_dir %s/kept-fit --dry_run", src, pc_test_shared("models/stories260K"), src, src, pc_test_tmpdir());
+    snprintf(args, sizeof args, "%s --gradient_checkpointing_kept_blocks -1", common);
+    CHECK_INT_EQ(run_peftc(args, out, sizeof out), 2);
+    CHECK_CONTAINS(out, "gradient_checkpointing_kept_blocks -1 (as many as fit) needs max_memory_mb");
+    CHECK_INT_EQ(run_peftc(common, out, sizeof out), 0);   /* none kept: the estimate to fill from */
+    const char *p = strstr(out, "estimated peak memory ");
+    double none_kept = p ? atof(p + 22) : 0;
+    CHECK(none_kept > 0);
+    snprintf(args, sizeof args, "%s --gradient_checkpointing_kept_blocks -1 --max_memory_mb 100000", common);
+    CHECK_INT_EQ(run_peftc(args, out, sizeof out), 0);
+    CHECK_CONTAINS(out, "4 block(s) keep their MLP's gate/up outputs");   /* stories260K: 5 blocks, the top one current */
+    snprintf(args, sizeof args, "%s --gradient_checkpointing_kept_blocks -1 --max_memory_mb %.0f", common, none_kept + 2);
+    CHECK_INT_EQ(run_peftc(args, out, sizeof out), 0);
+    p = strstr(out, "gradient checkpointing: ");
+    int kept = p ? atoi(p + 24) : -1;
+    CHECK_MSG(kept >= 1 && kept < 4, "%d blocks kept with 2 MiB of room: %s", kept, out);
+    p = strstr(out, "estimated peak memory ");
+    CHECK_MSG(p && atof(p + 22) <= none_kept + 2, "the kept blocks overfill max_memory_mb: %s", out);
+}

@@ -173,3 +173,14 @@ TEST(memory_estimate_counts_the_embedding_rows_the_data_reads)
     CHECK(e.weights == 4.0 * ROWS * COLS);
     free(table);
 }
+
+TEST(memory_blocks_to_keep_fill_the_room_left)
+{
+    pc_memory_estimate e;
+    memset(&e, 0, sizeof e);
+    e.required = 100.0 * 1048576;
+    CHECK_INT_EQ(pc_memory_blocks_to_keep(&e, 105.5 * 1048576, 2.0 * 1048576, 10), 2);
+    CHECK_INT_EQ(pc_memory_blocks_to_keep(&e, 1000.0 * 1048576, 2.0 * 1048576, 10), 10);   /* every keepable one */
+    CHECK_INT_EQ(pc_memory_blocks_to_keep(&e, 99.0 * 1048576, 2.0 * 1048576, 10), 0);      /* no room at all */
+    CHECK_INT_EQ(pc_memory_blocks_to_keep(&e, 1000.0 * 1048576, 0, 10), 0);                /* nothing to keep */
+}

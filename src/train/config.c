@@ -825,7 +825,10 @@ static pc_status validate_steps(const pc_config *c, pc_error *err)
     PC_TRY(AT_LEAST("save_steps", c->save_steps, 1));
     PC_TRY(AT_LEAST("save_total_limit", c->save_total_limit, 0));
     PC_TRY(AT_LEAST("max_memory_mb", c->max_memory_mb, 0));
-    PC_TRY(AT_LEAST("gradient_checkpointing_kept_blocks", c->gradient_checkpointing_kept_blocks, 0));
+    PC_TRY(AT_LEAST("gradient_checkpointing_kept_blocks", c->gradient_checkpointing_kept_blocks, -1));
+    if (c->gradient_checkpointing_kept_blocks == -1 && c->max_memory_mb == 0)
+        return pc_fail(err, PEFTC_ERR_INVALID, "gradient_checkpointing_kept_blocks -1 (as many as fit) needs "
+                       "max_memory_mb, the memory they may fill");
     if (strcmp(c->eval_strategy, "no") != 0 && !c->validation_file)
         return pc_fail(err, PEFTC_ERR_INVALID, "eval_strategy '%s' needs validation_file", c->eval_strategy);
     return PEFTC_OK;

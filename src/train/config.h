@@ -69,7 +69,8 @@ typedef struct pc_config {
     char *resume_from_checkpoint;  /* NULL, a checkpoint directory, or "true" for output_dir's newest */
     int max_consecutive_nonfinite_steps;  /* peftc: stop after this many skipped (NaN/Inf) steps in a row (5) */
     int max_memory_mb;             /* peftc: memory the run may use (0: MemAvailable / the cgroup limit) */
-    int gradient_checkpointing_kept_blocks; /* peftc: with checkpointing, blocks keeping their MLP's products */
+    int gradient_checkpointing_kept_blocks; /* peftc: with checkpointing, blocks keeping their MLP's products
+                                             * (-1: as many as max_memory_mb allows) */
     bool dry_run;                  /* peftc: estimate the peak memory (pc_train_result.memory) and stop before training */
     int seed;                      /* 42 */
     int threads;                   /* peftc: worker threads (0: OMP_NUM_THREADS, else every core) */

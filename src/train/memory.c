@@ -117,6 +117,13 @@ void pc_memory_estimate_run(const pc_model *m, const pc_param_list *trainable, s
     e->required = e->total - (optimizer_paged ? e->optimizer : 0);
 }
 
+int pc_memory_blocks_to_keep(const pc_memory_estimate *e, double budget, double block_bytes, int max_blocks)
+{
+    if (block_bytes <= 0 || budget <= e->required) return 0;
+    double fit = (budget - e->required) / block_bytes;
+    return fit >= max_blocks ? max_blocks : (int)fit;
+}
+
 /* A "Key: N kB" line of /proc/meminfo, in bytes (-1 when absent). */
 static double meminfo(const char *key)
 {

@@ -43,6 +43,9 @@ void pc_memory_estimate_run(const pc_model *m, const pc_param_list *trainable, s
 void pc_memory_available(long max_memory_mb, pc_memory_estimate *e);
 /* Fails with the breakdown and what to change when the required memory exceeds the available. */
 pc_status pc_memory_check(const pc_memory_estimate *e, pc_error *err);
+/* How many blocks may keep their MLP activations through a checkpointed step (block_bytes each, as
+ * pc_model.kept_block_bytes) with the required memory staying within budget bytes: 0 to max_blocks. */
+int pc_memory_blocks_to_keep(const pc_memory_estimate *e, double budget, double block_bytes, int max_blocks);
 /* "estimated peak memory 812 MiB (weights 640, adapters 2, ...); 3150 MiB available (MemAvailable)" */
 void pc_memory_line(const pc_memory_estimate *e, char *buf, size_t n);
 

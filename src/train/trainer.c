@@ -209,12 +209,17 @@ static void plan_steps(run *r)
     r->warmup = c->warmup_steps > 0 ? c->warmup_steps : (long)ceil((double)r->max_steps * c->warmup_ratio);
 }
 
+static void estimate_run(const run *r, pc_memory_estimate *e)
+{
+    pc_memory_estimate_run(r->model, &r->peft->trainable, pc_optimizer_state_bytes(r->opt),
+                           strncmp(r->cfg->optim, "paged", 5) == 0, &r->train, &r->eval, e);
+}
+
 /* The peak memory estimate, as a line of output; a run that cannot fit stops here (dry_run only reports). */
 static pc_status estimate_memory(run *r, pc_memory_estimate *e, pc_error *err)
 {
     const pc_config *c = r->cfg;
-    pc_memory_estimate_run(r->model, &r->peft->trainable, pc_optimizer_state_bytes(r->opt),
-                           strncmp(c->optim, "paged", 5) == 0, &r->train, &r->eval, e);
+    estimate_run(r, e);
     pc_memory_available(c->max_memory_mb, e);
     char line[400];
     pc_memory_line(e, line, sizeof line);
@@ -222,20 +227,35 @@ static pc_status estimate_memory(run *r, pc_memory_estimate *e, pc_error *err)
     return c->dry_run ? PEFTC_OK : pc_memory_check(e, err);
 }
 
+/* gradient_checkpointing_kept_blocks -1: as many blocks keep their MLP's outputs as max_memory_mb has room for
+ * above the estimate with none kept. */
+static pc_status fit_kept_blocks(run *r, int B, int T, pc_error *err)
+{
+    pc_model *m = r->model;
+    pc_memory_estimate e;
+    estimate_run(r, &e);
+    m->checkpoint_kept_blocks = pc_memory_blocks_to_keep(&e, (double)r->cfg->max_memory_mb * 1048576.0,
+                                                         (double)m->kept_block_bytes, m->keepable_blocks);
+    return m->ops->reserve(m, B, T, err);
+}
+
 /* What gradient_checkpointing_kept_blocks got: the blocks that keep their MLP's gate/up outputs, and why fewer. */
 static void report_kept_blocks(const run *r)
 {
     const pc_model *m = r->model;
     int want = m->checkpoint_kept_blocks, kept = want < m->keepable_blocks ? want : m->keepable_blocks;
-    if (want == 0) return;
+    bool fitted = r->cfg->gradient_checkpointing_kept_blocks < 0;
+    if (want == 0 && !fitted) return;
     char line[400];
     if (!m->gradient_checkpointing)
-        snprintf(line, sizeof line, "gradient_checkpointing_kept_blocks %d: no effect without gradient checkpointing", want);
+        snprintf(line, sizeof line, "gradient_checkpointing_kept_blocks %d: no effect without gradient checkpointing",
+                 r->cfg->gradient_checkpointing_kept_blocks);
     else
         snprintf(line, sizeof line, "gradient checkpointing: %d block(s) keep their MLP's gate/up outputs (%.1f MiB "
                  "each) instead of recomputing them%s", kept, (double)m->kept_block_bytes / 1048576.0,
-                 kept < want ? " (fewer than asked: only Llama-family blocks below the top one and not below the lowest "
-                               "one that trains, whose gate_proj and up_proj train nothing, can)" : "");
+                 fitted ? " (as many as max_memory_mb has room for)"
+                 : kept < want ? " (fewer than asked: only Llama-family blocks below the top one and not below the "
+                                 "lowest one that trains, whose gate_proj and up_proj train nothing, can)" : "");
     message(r, line);
 }
 
@@ -247,7 +267,7 @@ static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
     r->model->neftune_noise_alpha = (float)c->neftune_noise_alpha;
     /* prepare_model_for_kbit_training turns gradient checkpointing on for 4-bit training */
     r->model->gradient_checkpointing = c->gradient_checkpointing || has_4bit(r->model);
-    r->model->checkpoint_kept_blocks = c->gradient_checkpointing_kept_blocks;
+    r->model->checkpoint_kept_blocks = c->gradient_checkpointing_kept_blocks > 0 ? c->gradient_checkpointing_kept_blocks : 0;
     PC_TRY(pc_tokenizer_load(c->model_name_or_path, &r->tok, err));
     PC_TRY(build_peft(r, err));
     char line[200];
@@ -260,7 +280,6 @@ static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
     int B = c->per_device_train_batch_size > eval_B ? c->per_device_train_batch_size : eval_B;
     int T = r->train.max_len > r->eval.max_len ? r->train.max_len : r->eval.max_len;
     PC_TRY(r->model->ops->reserve(r->model, B, T, err));
-    report_kept_blocks(r);
     PC_TRY(pc_batch_buf_init(&r->bb, B, T, err));
     r->order = malloc(sizeof *r->order * (size_t)r->train.n);
     if (!r->order) return pc_fail(err, PEFTC_ERR_NOMEM, "out of memory");
@@ -276,6 +295,8 @@ static pc_status prepare(run *r, pc_memory_estimate *memory, pc_error *err)
     pc_optim_args oa = { c->adam_beta1, c->adam_beta2, c->adam_epsilon, c->weight_decay,
                          c->dry_run ? NULL : c->output_dir };
     PC_TRY(pc_optimizer_create(c->optim, &r->peft->trainable, &oa, &r->opt, err));
+    if (c->gradient_checkpointing_kept_blocks < 0) PC_TRY(fit_kept_blocks(r, B, T, err));
+    report_kept_blocks(r);
     return estimate_memory(r, memory, err);
 }
 
