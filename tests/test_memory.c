@@ -140,7 +140,7 @@ TEST(memory_refusal_and_dry_run)
  * tied to a Linear (which reads every row) or converted (not mapped), all of it. */
 TEST(memory_estimate_counts_the_embedding_rows_the_data_reads)
 {
-    enum { ROWS = 1000, COLS = 1024 };   /* 4 KiB rows, 16 to a window */
+    enum { ROWS = 1024, COLS = 1024 };   /* 4 KiB rows, 16 to a window; 4 MiB, a multiple of the alignment */
     float *table = aligned_alloc(65536, sizeof(float) * ROWS * COLS);
     CHECK(table != NULL);
     if (!table) return;
